@@ -1,0 +1,171 @@
+//! Stateless activation and password-reset tokens (Django's `default_token_generator` idea).
+//!
+//! A token is `<unix seconds>-<HMAC-SHA256>` over the purpose, the user id, the current
+//! password hash, `last_login`, the email-verified flag and the timestamp. Nothing is
+//! stored: the token stops working when it expires or when any of those values changes,
+//! which is exactly what using it does (activation verifies the email; a reset changes the
+//! password hash; logging in moves `last_login`).
+
+use std::time::Duration;
+
+use aws_lc_rs::{hkdf, hmac};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Activation,
+    PasswordReset,
+}
+
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::Activation => b"activation",
+            Self::PasswordReset => b"password-reset",
+        }
+    }
+}
+
+/// The user state a token is bound to.
+pub struct Binding<'a> {
+    pub user_id: &'a str,
+    pub password_hash: &'a str,
+    pub last_login: Option<NaiveDateTime>,
+    pub email_verified: bool,
+}
+
+pub struct AccountTokens {
+    key: hmac::Key,
+}
+
+/// Tokens from more than this far in the future (clock skew between replicas) are refused.
+const MAX_FUTURE_SECS: i64 = 60;
+
+impl AccountTokens {
+    /// Keys the tokens with HKDF-SHA256 of `secret` under a fixed label, so the HMAC key is
+    /// independent of whatever else the secret is used for.
+    pub fn new(secret: &[u8]) -> Self {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey").extract(secret);
+        let key = match prk.expand(&[b"latchkey account tokens v1"], hmac::HMAC_SHA256) {
+            Ok(okm) => hmac::Key::from(okm),
+            // Unreachable: HMAC_SHA256's key length is well within HKDF's output limit.
+            Err(_) => hmac::Key::new(hmac::HMAC_SHA256, secret),
+        };
+        Self { key }
+    }
+
+    pub fn make(&self, purpose: Purpose, binding: &Binding<'_>, now: DateTime<Utc>) -> String {
+        let ts = now.timestamp();
+        let tag = hmac::sign(&self.key, &message(purpose, binding, ts));
+        format!("{ts}-{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// Whether `token` was made for this purpose and this exact user state, within `ttl`.
+    pub fn check(
+        &self,
+        purpose: Purpose,
+        binding: &Binding<'_>,
+        token: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> bool {
+        let Some((ts, tag)) = token.trim().split_once('-') else {
+            return false;
+        };
+        let (Ok(ts), Ok(tag)) = (ts.parse::<i64>(), URL_SAFE_NO_PAD.decode(tag)) else {
+            return false;
+        };
+        let age = now.timestamp().saturating_sub(ts);
+        let fresh =
+            age >= -MAX_FUTURE_SECS && u64::try_from(age).map_or(true, |age| age <= ttl.as_secs());
+        // Constant-time comparison of the tag.
+        fresh && hmac::verify(&self.key, &message(purpose, binding, ts), &tag).is_ok()
+    }
+}
+
+fn message(purpose: Purpose, b: &Binding<'_>, ts: i64) -> Vec<u8> {
+    let last_login = b
+        .last_login
+        .map(|t| t.and_utc().timestamp_micros().to_string())
+        .unwrap_or_default();
+    let ts = ts.to_string();
+    let verified: &[u8] = if b.email_verified { b"1" } else { b"0" };
+    // NUL-separated: no field can contain a NUL, so no two bindings share a message.
+    [
+        purpose.label(),
+        b.user_id.as_bytes(),
+        b.password_hash.as_bytes(),
+        last_login.as_bytes(),
+        verified,
+        ts.as_bytes(),
+    ]
+    .join(&0u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(3600);
+
+    fn binding(verified: bool) -> Binding<'static> {
+        Binding {
+            user_id: "u1",
+            password_hash: "h1",
+            last_login: None,
+            email_verified: verified,
+        }
+    }
+
+    #[test]
+    fn a_token_works_for_its_purpose_and_state_only() {
+        let tokens = AccountTokens::new(b"0123456789abcdef0123456789abcdef");
+        let now = Utc::now();
+        let t = tokens.make(Purpose::Activation, &binding(false), now);
+        assert!(tokens.check(Purpose::Activation, &binding(false), &t, now, TTL));
+        assert!(
+            !tokens.check(Purpose::PasswordReset, &binding(false), &t, now, TTL),
+            "other purpose"
+        );
+        assert!(
+            !tokens.check(Purpose::Activation, &binding(true), &t, now, TTL),
+            "used: email now verified"
+        );
+        let changed = Binding {
+            password_hash: "h2",
+            ..binding(false)
+        };
+        assert!(
+            !tokens.check(Purpose::Activation, &changed, &t, now, TTL),
+            "password changed"
+        );
+        let other_key = AccountTokens::new(b"another secret, also 32 bytes long");
+        assert!(
+            !other_key.check(Purpose::Activation, &binding(false), &t, now, TTL),
+            "forged"
+        );
+    }
+
+    #[test]
+    fn tokens_expire_and_garbage_is_refused() {
+        let tokens = AccountTokens::new(b"0123456789abcdef0123456789abcdef");
+        let then = Utc::now() - chrono::Duration::seconds(3601);
+        let t = tokens.make(Purpose::PasswordReset, &binding(true), then);
+        assert!(!tokens.check(Purpose::PasswordReset, &binding(true), &t, Utc::now(), TTL));
+        assert!(tokens.check(Purpose::PasswordReset, &binding(true), &t, then, TTL));
+        for junk in ["", "-", "abc-def", "123-!!", "9999999999999999999999-AAAA"] {
+            assert!(
+                !tokens.check(
+                    Purpose::PasswordReset,
+                    &binding(true),
+                    junk,
+                    Utc::now(),
+                    TTL
+                ),
+                "{junk}"
+            );
+        }
+    }
+}

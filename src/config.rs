@@ -1,0 +1,528 @@
+//! Typed settings, one struct per section of OPERATIONS.md, loaded in layers:
+//! built-in defaults -> `config/default.toml` -> `$LATCHKEY_CONFIG` -> `LATCHKEY_<SECTION>__<KEY>`
+//! environment variables -> `DATABASE_URL`. Every bad value stops start-up with an error that
+//! names the key (figment carries the key path in its errors).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// All of latchkey's configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub jwt: JwtSettings,
+    pub password: PasswordSettings,
+    pub accounts: AccountsSettings,
+    pub email: EmailSettings,
+    pub throttle: ThrottleSettings,
+    pub cors: CorsSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub public_url: String,
+    #[serde(with = "list")]
+    pub trusted_proxies: Vec<String>,
+    pub workers: usize,
+    /// How long SIGTERM waits for in-flight requests before closing them.
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8000".into(),
+            public_url: "http://127.0.0.1:8000".into(),
+            trusted_proxies: Vec::new(),
+            workers: cores(),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Secret<String>,
+    /// Unset: 16 on PostgreSQL, a small multiple of the cores on SQLite (one writer at a time).
+    pub pool_size: Option<u32>,
+    pub migrate_on_start: bool,
+    /// How long a request waits for a pooled connection (and start-up for the first one).
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret("sqlite://latchkey.db".into()),
+            pool_size: None,
+            migrate_on_start: true,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The JWS algorithms latchkey signs with; exactly one is accepted at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum JwtAlgorithm {
+    ES256,
+    RS256,
+    EdDSA,
+    HS256,
+}
+
+impl fmt::Display for JwtAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtSettings {
+    pub algorithm: JwtAlgorithm,
+    pub signing_key: Option<PathBuf>,
+    #[serde(with = "list")]
+    pub verification_keys: Vec<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: String,
+    #[serde(with = "duration")]
+    pub access_ttl: Duration,
+    #[serde(with = "duration")]
+    pub refresh_ttl: Duration,
+    #[serde(with = "duration")]
+    pub rotation_grace: Duration,
+    #[serde(with = "duration")]
+    pub leeway: Duration,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            algorithm: JwtAlgorithm::ES256,
+            signing_key: None,
+            verification_keys: Vec::new(),
+            issuer: None,
+            audience: "latchkey".into(),
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(14 * 24 * 3600),
+            rotation_grace: Duration::from_secs(10),
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordSettings {
+    pub bcrypt_cost: u32,
+    pub min_length: usize,
+    pub hash_concurrency: usize,
+    pub queue_limit: usize,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            bcrypt_cost: 12,
+            min_length: 8,
+            hash_concurrency: cores(),
+            queue_limit: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsSettings {
+    pub require_email_verification: bool,
+    pub require_admin_approval: bool,
+    #[serde(with = "duration")]
+    pub activation_ttl: Duration,
+    #[serde(with = "duration")]
+    pub reset_ttl: Duration,
+    pub activation_url: String,
+    pub reset_url: String,
+    pub site_name: String,
+    /// Path to a file with at least 32 bytes keying activation/reset tokens. Unset: derived
+    /// (HKDF) from the signing key, so the two never share key material directly.
+    pub token_secret: Option<PathBuf>,
+}
+
+impl Default for AccountsSettings {
+    fn default() -> Self {
+        Self {
+            require_email_verification: true,
+            require_admin_approval: false,
+            activation_ttl: Duration::from_secs(3 * 24 * 3600),
+            reset_ttl: Duration::from_secs(3600),
+            activation_url: "{public_url}/activate/{uid}/{token}".into(),
+            reset_url: "{public_url}/password/reset/{uid}/{token}".into(),
+            site_name: "latchkey".into(),
+            token_secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailBackend {
+    Console,
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailSettings {
+    pub backend: EmailBackend,
+    pub from: String,
+    pub file_dir: PathBuf,
+    pub smtp: SmtpSettings,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            backend: EmailBackend::Console,
+            from: "latchkey <no-reply@localhost>".into(),
+            file_dir: PathBuf::from("mail"),
+            smtp: SmtpSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret<String>>,
+    pub tls: SmtpTls,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 25,
+            username: None,
+            password: None,
+            tls: SmtpTls::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleSettings {
+    pub enabled: bool,
+    pub anon: String,
+    pub user: String,
+    pub login: String,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            anon: "120/minute".into(),
+            user: "1200/minute".into(),
+            login: "10/minute".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSettings {
+    #[serde(with = "list")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// A configuration or start-up error that names what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// The figment of every layer of OPERATIONS.md, in order (later wins).
+    pub fn figment() -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file("config/default.toml"));
+        if let Ok(path) = std::env::var("LATCHKEY_CONFIG") {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Only `SECTION__KEY` variables are settings: LATCHKEY_CONFIG, LATCHKEY_LOG_FORMAT and
+        // the test suite's variables share the prefix but are not.
+        figment = figment.merge(
+            Env::prefixed("LATCHKEY_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            figment = figment.merge(Serialized::default("database.url", url));
+        }
+        figment
+    }
+
+    /// Loads every layer and checks the values that serde cannot.
+    pub fn load() -> Result<Settings, ConfigError> {
+        Self::from_figment(Self::figment())
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Cross-field and range checks, each naming its key.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("`{key}`: {why}")));
+        if !(4..=31).contains(&self.password.bcrypt_cost) {
+            return fail("password.bcrypt_cost", "must be between 4 and 31");
+        }
+        if self.password.hash_concurrency == 0 {
+            return fail("password.hash_concurrency", "must be at least 1");
+        }
+        if self.password.min_length == 0 || self.password.min_length > 256 {
+            return fail("password.min_length", "must be between 1 and 256");
+        }
+        if self.server.workers == 0 {
+            return fail("server.workers", "must be at least 1");
+        }
+        if self.jwt.access_ttl.is_zero() || self.jwt.refresh_ttl.is_zero() {
+            return fail(
+                "jwt.access_ttl / jwt.refresh_ttl",
+                "must be longer than zero",
+            );
+        }
+        if !self.server.public_url.starts_with("http://")
+            && !self.server.public_url.starts_with("https://")
+        {
+            return fail("server.public_url", "must start with http:// or https://");
+        }
+        crate::db::DatabaseUrl::parse(self.database.url.expose())
+            .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
+        Ok(())
+    }
+
+    /// `iss` of issued tokens: `jwt.issuer`, defaulting to `server.public_url`.
+    pub fn issuer(&self) -> String {
+        self.jwt
+            .issuer
+            .clone()
+            .unwrap_or_else(|| self.public_url().to_owned())
+    }
+
+    /// The public URL without a trailing slash, ready to have paths appended.
+    pub fn public_url(&self) -> &str {
+        self.server.public_url.trim_end_matches('/')
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A value that must never reach a log line or an error message.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret<T>(pub T);
+
+impl<T> Secret<T> {
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret<String> {
+    /// Serialization is for `check-config` and for the defaults layer; only the built-in
+    /// database URL (which holds no password) is ever serialized unredacted.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&redact_url(&self.0))
+    }
+}
+
+/// Hides the password of a `scheme://user:password@host` URL; any other text is hidden whole.
+fn redact_url(value: &str) -> String {
+    match value.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                let masked = if userinfo.contains(':') {
+                    format!("{user}:********")
+                } else {
+                    user.to_owned()
+                };
+                format!("{scheme}://{masked}@{host}")
+            }
+            None => value.to_owned(),
+        },
+        None => "********".to_owned(),
+    }
+}
+
+/// Durations as humantime strings (`900s`, `15m`, `14d`).
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Seconds(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+                D::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); use e.g. 900s, 15m, 14d"
+                ))
+            }),
+            Raw::Seconds(secs) => Ok(Duration::from_secs(secs)),
+        }
+    }
+}
+
+/// Lists from a TOML array or from a comma-separated environment variable.
+mod list {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &[T], s: S) -> Result<S::Ok, S::Error> {
+        value.serialize(s)
+    }
+
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: From<String>,
+    {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Items(Vec<String>),
+        }
+        let items = match Raw::deserialize(d)? {
+            Raw::Text(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            Raw::Items(items) => items,
+        };
+        Ok(items.into_iter().map(T::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn env_overrides_nest_and_lists_split_on_commas() {
+        Jail::expect_with(|jail| {
+            jail.set_env("LATCHKEY_JWT__ACCESS_TTL", "5m");
+            jail.set_env("LATCHKEY_EMAIL__SMTP__PORT", "2525");
+            jail.set_env("LATCHKEY_SERVER__TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1");
+            jail.set_env("LATCHKEY_LOG_FORMAT", "json");
+            jail.set_env("DATABASE_URL", "postgres://u:pw@db/x");
+            let s = Settings::load().map_err(|e| e.to_string())?;
+            assert_eq!(s.jwt.access_ttl, Duration::from_secs(300));
+            assert_eq!(s.email.smtp.port, 2525);
+            assert_eq!(s.server.trusted_proxies, vec!["10.0.0.0/8", "127.0.0.1"]);
+            assert_eq!(s.database.url.expose(), "postgres://u:pw@db/x");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("LATCHKEY_JWT__REFRESH_TTL", "fortnight");
+            let err = Settings::load()
+                .expect_err("bad duration must fail")
+                .to_string()
+                .to_lowercase();
+            assert!(err.contains("jwt.refresh_ttl"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LATCHKEY_JWT__ALGORITM", "ES256");
+            let err = Settings::load()
+                .expect_err("unknown key must fail")
+                .to_string()
+                .to_lowercase();
+            assert!(err.contains("algoritm"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LATCHKEY_PASSWORD__BCRYPT_COST", "3");
+            let err = Settings::load().expect_err("cost 3 must fail").to_string();
+            assert!(err.contains("password.bcrypt_cost"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn config_file_layer_is_read() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                "[jwt]\naudience = \"svc\"\n[throttle]\nenabled = false\n",
+            )?;
+            jail.set_env("LATCHKEY_CONFIG", "custom.toml");
+            let s = Settings::load().map_err(|e| e.to_string())?;
+            assert_eq!(s.jwt.audience, "svc");
+            assert!(!s.throttle.enabled);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let url = Secret("postgres://app:hunter2@db:5432/latchkey".to_owned());
+        assert_eq!(format!("{url:?}"), "[redacted]");
+        let json = serde_json::to_string(&url).unwrap_or_default();
+        assert!(
+            !json.contains("hunter2") && json.contains("app:********@db"),
+            "{json}"
+        );
+    }
+}

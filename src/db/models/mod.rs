@@ -1,0 +1,14 @@
+//! Row types and the queries on each table. Rows are not API types: `User` carries the
+//! password hash and is never serialized; the HTTP layer has its own views.
+
+pub mod groups;
+pub mod tokens;
+pub mod users;
+
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+
+/// Timestamps are stored as UTC without zone, truncated to microseconds so that both
+/// backends round-trip them exactly.
+pub fn db_time(at: DateTime<Utc>) -> NaiveDateTime {
+    at.naive_utc().trunc_subsecs(6)
+}

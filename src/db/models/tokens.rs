@@ -1,0 +1,300 @@
+//! Refresh-token families, the outstanding tokens and the blacklist.
+//!
+//! A family is one login. Its row names the single live refresh token (`current_jti`);
+//! rotation swaps it inside a transaction that first takes the family row's write lock, so
+//! N concurrent refreshes of one token run one after the other and cannot fork the family.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::db_time;
+use crate::db::schema::{blacklisted_tokens, outstanding_tokens, token_families};
+use crate::db::{DbConnection, DbError};
+
+/// Why a refresh token stopped working; stored in the blacklist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Exchanged for a successor by its holder.
+    Rotated,
+    /// Displaced by a concurrent refresh of its predecessor inside the grace window.
+    Superseded,
+    /// The family was revoked: logout, reuse, password change, deactivation...
+    Revoked,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Rotated => "rotated",
+            Self::Superseded => "superseded",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Debug)]
+#[diesel(table_name = token_families)]
+struct Family {
+    current_jti: String,
+    previous_jti: Option<String>,
+    rotated_at: Option<NaiveDateTime>,
+}
+
+/// A refresh token to record: its id, family, owner and expiry.
+#[derive(Debug, Clone, Copy)]
+pub struct Issued<'a> {
+    pub jti: &'a str,
+    pub family_id: &'a str,
+    pub user_id: &'a str,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What presenting a refresh token to the rotation did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The successor is now the family's live token.
+    Rotated,
+    /// Reuse of a rotated token or an ancestor: the whole family is now revoked.
+    Reused,
+    /// The token no longer works (family revoked or unknown, or token superseded).
+    Revoked,
+}
+
+/// Whether a refresh token is its family's live member.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Live,
+    Dead,
+}
+
+/// Inputs of a rotation beyond the new token.
+#[derive(Debug, Clone, Copy)]
+pub struct RotateRequest<'a> {
+    pub presented_jti: &'a str,
+    pub now: DateTime<Utc>,
+    /// A rotated token presented again after this instant is reuse.
+    pub grace_cutoff: DateTime<Utc>,
+}
+
+/// Starts a family (a login) with its first refresh token.
+pub fn start_family(
+    conn: &mut DbConnection,
+    first: &Issued<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    conn.transaction(|conn| {
+        diesel::insert_into(token_families::table)
+            .values((
+                token_families::id.eq(first.family_id),
+                token_families::user_id.eq(first.user_id),
+                token_families::current_jti.eq(first.jti),
+                token_families::created_at.eq(db_time(now)),
+                token_families::expires_at.eq(db_time(first.expires_at)),
+            ))
+            .execute(conn)?;
+        record_outstanding(conn, first, now)
+    })
+}
+
+fn record_outstanding(
+    conn: &mut DbConnection,
+    token: &Issued<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::insert_into(outstanding_tokens::table)
+        .values((
+            outstanding_tokens::jti.eq(token.jti),
+            outstanding_tokens::family_id.eq(token.family_id),
+            outstanding_tokens::user_id.eq(token.user_id),
+            outstanding_tokens::created_at.eq(db_time(now)),
+            outstanding_tokens::expires_at.eq(db_time(token.expires_at)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+fn blacklist(
+    conn: &mut DbConnection,
+    jti: &str,
+    family_id: &str,
+    reason: Reason,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::insert_into(blacklisted_tokens::table)
+        .values((
+            blacklisted_tokens::jti.eq(jti),
+            blacklisted_tokens::family_id.eq(family_id),
+            blacklisted_tokens::reason.eq(reason.as_str()),
+            blacklisted_tokens::blacklisted_at.eq(db_time(now)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Takes the write lock on a live family's row (see the module docs) and reads it.
+/// `None` when the family is unknown or already revoked.
+fn lock_live_family(conn: &mut DbConnection, family_id: &str) -> Result<Option<Family>, DbError> {
+    let live = token_families::table
+        .find(family_id)
+        .filter(token_families::revoked_at.is_null());
+    // A no-op write: it is the lock, not the change, that matters.
+    let locked = diesel::update(live)
+        .set(token_families::current_jti.eq(token_families::current_jti))
+        .execute(conn)?;
+    if locked == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        token_families::table
+            .find(family_id)
+            .select(Family::as_select())
+            .first(conn)?,
+    ))
+}
+
+/// Exchanges the presented token for `successor`, enforcing the family invariant: at most one
+/// live token. The grace window lets the token just rotated be presented again (SPAs with
+/// several tabs): that displaces the successor handed out a moment ago.
+pub fn rotate(
+    conn: &mut DbConnection,
+    req: RotateRequest<'_>,
+    successor: &Issued<'_>,
+) -> Result<Rotation, DbError> {
+    let family_id = successor.family_id;
+    conn.transaction(|conn| {
+        let Some(family) = lock_live_family(conn, family_id)? else {
+            return Ok(Rotation::Revoked);
+        };
+        let now = req.now;
+        let within_grace = family
+            .rotated_at
+            .is_some_and(|at| at >= db_time(req.grace_cutoff));
+        if family.current_jti == req.presented_jti {
+            diesel::update(token_families::table.find(family_id))
+                .set((
+                    token_families::previous_jti.eq(req.presented_jti),
+                    token_families::current_jti.eq(successor.jti),
+                    token_families::rotated_at.eq(db_time(now)),
+                    token_families::expires_at.eq(db_time(successor.expires_at)),
+                ))
+                .execute(conn)?;
+            blacklist(conn, req.presented_jti, family_id, Reason::Rotated, now)?;
+        } else if family.previous_jti.as_deref() == Some(req.presented_jti) && within_grace {
+            // The window is measured from the first rotation and not extended by this one.
+            diesel::update(token_families::table.find(family_id))
+                .set((
+                    token_families::current_jti.eq(successor.jti),
+                    token_families::expires_at.eq(db_time(successor.expires_at)),
+                ))
+                .execute(conn)?;
+            blacklist(
+                conn,
+                &family.current_jti,
+                family_id,
+                Reason::Superseded,
+                now,
+            )?;
+        } else if blacklist_reason(conn, req.presented_jti)?.as_deref()
+            == Some(Reason::Superseded.as_str())
+        {
+            // Its holder lost a refresh race; not evidence of theft.
+            return Ok(Rotation::Revoked);
+        } else {
+            revoke_locked(conn, family_id, &family.current_jti, "reuse", now)?;
+            return Ok(Rotation::Reused);
+        }
+        record_outstanding(conn, successor, now)?;
+        Ok(Rotation::Rotated)
+    })
+}
+
+fn blacklist_reason(conn: &mut DbConnection, jti: &str) -> Result<Option<String>, DbError> {
+    Ok(blacklisted_tokens::table
+        .find(jti)
+        .select(blacklisted_tokens::reason)
+        .first(conn)
+        .optional()?)
+}
+
+fn revoke_locked(
+    conn: &mut DbConnection,
+    family_id: &str,
+    current_jti: &str,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::update(token_families::table.find(family_id))
+        .set((
+            token_families::revoked_at.eq(db_time(now)),
+            token_families::revoked_reason.eq(why),
+        ))
+        .execute(conn)?;
+    blacklist(conn, current_jti, family_id, Reason::Revoked, now)
+}
+
+/// Revokes one family (logout). Revoking a revoked or unknown family does nothing.
+pub fn revoke_family(
+    conn: &mut DbConnection,
+    family_id: &str,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    conn.transaction(|conn| match lock_live_family(conn, family_id)? {
+        Some(family) => revoke_locked(conn, family_id, &family.current_jti, why, now),
+        None => Ok(()),
+    })
+}
+
+/// Revokes every live family of a user (logout everywhere, password change, deletion...),
+/// optionally sparing one (the session that just changed the password).
+pub fn revoke_user_families(
+    conn: &mut DbConnection,
+    user_id: &str,
+    except_family: Option<&str>,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    let live: Vec<String> = token_families::table
+        .filter(
+            token_families::user_id
+                .eq(user_id)
+                .and(token_families::revoked_at.is_null()),
+        )
+        .select(token_families::id)
+        .load(conn)?;
+    let doomed: Vec<&String> = live
+        .iter()
+        .filter(|id| Some(id.as_str()) != except_family)
+        .collect();
+    for family_id in &doomed {
+        revoke_family(conn, family_id, why, now)?;
+    }
+    Ok(doomed.len())
+}
+
+/// Whether `jti` is the live token of its family (read-only: for `/auth/token/verify`).
+pub fn liveness(conn: &mut DbConnection, family_id: &str, jti: &str) -> Result<Liveness, DbError> {
+    let live = token_families::table
+        .find(family_id)
+        .filter(
+            token_families::revoked_at
+                .is_null()
+                .and(token_families::current_jti.eq(jti)),
+        )
+        .count()
+        .get_result::<i64>(conn)?;
+    Ok(if live == 1 {
+        Liveness::Live
+    } else {
+        Liveness::Dead
+    })
+}
+
+/// Deletes families whose last token has expired; their tokens and blacklist rows go with
+/// them. Returns how many families were deleted.
+pub fn delete_expired(conn: &mut DbConnection, now: DateTime<Utc>) -> Result<usize, DbError> {
+    Ok(
+        diesel::delete(token_families::table.filter(token_families::expires_at.lt(db_time(now))))
+            .execute(conn)?,
+    )
+}

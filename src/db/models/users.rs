@@ -1,0 +1,168 @@
+//! The `users` table.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::db_time;
+use crate::db::schema::users;
+use crate::db::{DbConnection, DbError};
+
+/// A user row. Deliberately not `Debug`/`Serialize`: it holds the password hash.
+#[derive(Queryable, Selectable, Identifiable, Clone)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub username_key: String,
+    pub email: String,
+    pub email_key: String,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub bio: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub email_verified: bool,
+    pub approval_pending: bool,
+    pub claims: String,
+    pub date_joined: NaiveDateTime,
+    pub last_login: Option<NaiveDateTime>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub username: &'a str,
+    pub username_key: &'a str,
+    pub email: &'a str,
+    pub email_key: &'a str,
+    pub password_hash: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub bio: &'a str,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub email_verified: bool,
+    pub approval_pending: bool,
+    pub date_joined: NaiveDateTime,
+}
+
+/// The fields a user may change on their own profile; `None` leaves a field as it is.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = users)]
+pub struct ProfileChanges {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub bio: Option<String>,
+}
+
+/// Which unique key a new user collided with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    Username,
+    Email,
+}
+
+impl User {
+    pub fn insert(conn: &mut DbConnection, new: &NewUser<'_>) -> Result<User, DbError> {
+        Ok(diesel::insert_into(users::table)
+            .values(new)
+            .returning(users::all_columns)
+            .get_result(conn)?)
+    }
+
+    /// Maps a unique violation from [`User::insert`] to the key that was taken (the
+    /// constraint name on PostgreSQL, the column in SQLite's message).
+    pub fn taken(err: &DbError) -> Option<Taken> {
+        match err {
+            DbError::UniqueViolation(what) if what.contains("username") => Some(Taken::Username),
+            DbError::UniqueViolation(what) if what.contains("email") => Some(Taken::Email),
+            _ => None,
+        }
+    }
+
+    /// Which of the keys already belong to someone (checked before the costly hash).
+    pub fn find_taken(
+        conn: &mut DbConnection,
+        username_key: &str,
+        email_key: &str,
+    ) -> Result<Option<Taken>, DbError> {
+        let hits: Vec<(String, String)> = users::table
+            .filter(
+                users::username_key
+                    .eq(username_key)
+                    .or(users::email_key.eq(email_key)),
+            )
+            .select((users::username_key, users::email_key))
+            .load(conn)?;
+        Ok(hits.first().map(|(u, _)| {
+            if u == username_key {
+                Taken::Username
+            } else {
+                Taken::Email
+            }
+        }))
+    }
+
+    pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<User>, DbError> {
+        Ok(users::table.find(id).first(conn).optional()?)
+    }
+
+    pub fn find_by_username_key(
+        conn: &mut DbConnection,
+        key: &str,
+    ) -> Result<Option<User>, DbError> {
+        Ok(users::table
+            .filter(users::username_key.eq(key))
+            .first(conn)
+            .optional()?)
+    }
+
+    pub fn find_by_email_key(conn: &mut DbConnection, key: &str) -> Result<Option<User>, DbError> {
+        Ok(users::table
+            .filter(users::email_key.eq(key))
+            .first(conn)
+            .optional()?)
+    }
+
+    pub fn update_profile(
+        conn: &mut DbConnection,
+        id: &str,
+        changes: &ProfileChanges,
+    ) -> Result<Option<User>, DbError> {
+        if changes.first_name.is_none() && changes.last_name.is_none() && changes.bio.is_none() {
+            // diesel rejects an empty SET clause; nothing to change is a plain read.
+            return Self::find(conn, id);
+        }
+        Ok(diesel::update(users::table.find(id))
+            .set(changes)
+            .returning(users::all_columns)
+            .get_result(conn)
+            .optional()?)
+    }
+
+    pub fn set_password_hash(conn: &mut DbConnection, id: &str, hash: &str) -> Result<(), DbError> {
+        diesel::update(users::table.find(id))
+            .set(users::password_hash.eq(hash))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn touch_last_login(
+        conn: &mut DbConnection,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<User>, DbError> {
+        Ok(diesel::update(users::table.find(id))
+            .set(users::last_login.eq(db_time(at)))
+            .returning(users::all_columns)
+            .get_result(conn)
+            .optional()?)
+    }
+
+    /// Deletes the user; their groups and tokens go with them (ON DELETE CASCADE).
+    pub fn delete(conn: &mut DbConnection, id: &str) -> Result<bool, DbError> {
+        Ok(diesel::delete(users::table.find(id)).execute(conn)? > 0)
+    }
+}

@@ -1,0 +1,83 @@
+// Shared by both backends: see diesel.toml.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        username_key -> Text,
+        email -> Text,
+        email_key -> Text,
+        password_hash -> Text,
+        first_name -> Text,
+        last_name -> Text,
+        bio -> Text,
+        is_active -> Bool,
+        is_staff -> Bool,
+        email_verified -> Bool,
+        approval_pending -> Bool,
+        claims -> Text,
+        date_joined -> Timestamp,
+        last_login -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    groups (name) {
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    user_groups (user_id, group_name) {
+        user_id -> Text,
+        group_name -> Text,
+    }
+}
+
+diesel::table! {
+    token_families (id) {
+        id -> Text,
+        user_id -> Text,
+        current_jti -> Text,
+        previous_jti -> Nullable<Text>,
+        rotated_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    outstanding_tokens (jti) {
+        jti -> Text,
+        family_id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    blacklisted_tokens (jti) {
+        jti -> Text,
+        family_id -> Text,
+        reason -> Text,
+        blacklisted_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(user_groups -> users (user_id));
+diesel::joinable!(user_groups -> groups (group_name));
+diesel::joinable!(token_families -> users (user_id));
+diesel::joinable!(outstanding_tokens -> token_families (family_id));
+diesel::joinable!(blacklisted_tokens -> outstanding_tokens (jti));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    groups,
+    user_groups,
+    token_families,
+    outstanding_tokens,
+    blacklisted_tokens
+);

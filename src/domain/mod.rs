@@ -1,0 +1,29 @@
+//! Domain types: values that parse, not validate. Each has private fields and a fallible
+//! constructor, so an invalid username, email or password cannot exist past the edge of the
+//! HTTP layer. Nothing here knows about actix or diesel.
+
+mod email;
+mod password;
+mod user_id;
+mod username;
+
+pub use email::Email;
+pub use password::{Password, PasswordPolicy};
+pub use user_id::UserId;
+pub use username::Username;
+
+/// Field-level validation messages, DRF style: one or more per invalid value.
+pub type Problems = Vec<String>;
+
+/// Longest text accepted for first name, last name (Django's limit).
+pub const NAME_MAX_CHARS: usize = 150;
+
+/// Checks a free-text profile field (first/last name) for length.
+pub fn check_name(value: &str) -> Result<(), Problems> {
+    if value.chars().count() > NAME_MAX_CHARS {
+        return Err(vec![format!(
+            "Ensure this field has no more than {NAME_MAX_CHARS} characters."
+        )]);
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The one error type of the API and the one place that maps it to a status, a stable
+//! `code` and an RFC 9457 problem+json body. Internal causes are logged, never sent.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::auth::hash_pool::Saturated;
+use crate::auth::jwt::TokenError;
+use crate::db::DbError;
+
+/// Field -> messages, DRF style; object-level problems go under `non_field_errors`.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("no active account found with the given credentials")]
+    InvalidCredentials,
+    #[error("{0}")]
+    AccountInactive(&'static str),
+    #[error("authentication credentials were not provided")]
+    NotAuthenticated,
+    #[error("{0}")]
+    TokenInvalid(String),
+    #[error("token has been revoked")]
+    TokenRevoked,
+    #[error("refresh token was reused; all tokens of this session are revoked")]
+    TokenReused,
+    #[error("you do not have permission to perform this action")]
+    PermissionDenied,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{detail}")]
+    Unavailable { detail: String, retry_after: u64 },
+    /// The cause is logged; the client sees a generic message.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// One field's problems as a validation error.
+    pub fn field(field: &str, messages: Vec<String>) -> Self {
+        Self::Validation(BTreeMap::from([(field.to_owned(), messages)]))
+    }
+
+    fn code_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Malformed(_) => ("malformed_request", "Malformed request"),
+            Self::PayloadTooLarge(_) => ("payload_too_large", "Payload too large"),
+            Self::Validation(_) => ("validation_failed", "Validation failed"),
+            Self::InvalidCredentials => ("invalid_credentials", "Invalid credentials"),
+            Self::AccountInactive(_) => ("account_inactive", "Account inactive"),
+            Self::NotAuthenticated => ("not_authenticated", "Not authenticated"),
+            Self::TokenInvalid(_) => ("token_invalid", "Token invalid"),
+            Self::TokenRevoked => ("token_revoked", "Token revoked"),
+            Self::TokenReused => ("token_reused", "Token reused"),
+            Self::PermissionDenied => ("permission_denied", "Permission denied"),
+            Self::NotFound => ("not_found", "Not found"),
+            Self::MethodNotAllowed => ("method_not_allowed", "Method not allowed"),
+            Self::Conflict(_) => ("conflict", "Conflict"),
+            Self::Unavailable { .. } => ("service_unavailable", "Service unavailable"),
+            Self::Internal(_) => ("internal_error", "Internal server error"),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::Validation(errors) => errors
+                .iter()
+                .map(|(field, messages)| format!("{field}: {}", messages.join(" ")))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Malformed(_) | Self::Validation(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidCredentials
+            | Self::NotAuthenticated
+            | Self::TokenInvalid(_)
+            | Self::TokenRevoked
+            | Self::TokenReused => StatusCode::UNAUTHORIZED,
+            Self::AccountInactive(_) | Self::PermissionDenied => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(cause) = self {
+            log::error!(target: "latchkey::http", "internal error: {cause}");
+        }
+        let status = self.status_code();
+        let (code, title) = self.code_and_title();
+        let mut body = json!({
+            "type": "about:blank",
+            "title": title,
+            "status": status.as_u16(),
+            "detail": self.detail(),
+            "code": code,
+        });
+        if let Self::Validation(errors) = self {
+            body["errors"] = json!(errors);
+        }
+        let mut response = HttpResponse::build(status);
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
+        match self {
+            Self::NotAuthenticated => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            Self::TokenInvalid(_) | Self::TokenRevoked | Self::TokenReused => {
+                // RFC 6750 §3: tell the client its token is what failed.
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                ));
+            }
+            Self::Unavailable { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            _ => {}
+        }
+        response.body(body.to_string())
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(cause) => {
+                log::warn!(target: "latchkey::db", "database unavailable: {cause}");
+                Self::Unavailable {
+                    detail: "database is unavailable".into(),
+                    retry_after: 5,
+                }
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<Saturated> for ApiError {
+    fn from(_: Saturated) -> Self {
+        Self::Unavailable {
+            detail: "too many password checks in progress; retry shortly".into(),
+            retry_after: 1,
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        Self::TokenInvalid(e.0.to_owned())
+    }
+}

@@ -1,0 +1,203 @@
+//! Request extractors: the JSON body (with problem+json errors), field-by-field parsing
+//! with DRF-style messages, and the authenticated user.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::error::JsonPayloadError;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, FieldErrors};
+use super::state::AppState;
+use crate::auth::jwt::{TokenType, Verified};
+use crate::db::models::{groups, users::User};
+use crate::domain::check_name;
+
+/// Largest accepted request body (API.md: 64 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// JSON bodies: size-capped, `application/json` required, errors as problem+json.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(BODY_LIMIT)
+        .content_type_required(true)
+        .error_handler(|err, _req| {
+            match err {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => {
+                    ApiError::PayloadTooLarge(BODY_LIMIT)
+                }
+                JsonPayloadError::ContentType => {
+                    ApiError::Malformed("Content-Type must be application/json".into())
+                }
+                JsonPayloadError::Deserialize(e) => {
+                    ApiError::Malformed(format!("body is not valid JSON: {e}"))
+                }
+                other => ApiError::Malformed(format!("cannot read body: {other}")),
+            }
+            .into()
+        })
+}
+
+/// A request body that is a JSON object.
+pub struct JsonBody(pub Map<String, Value>);
+
+impl FromRequest for JsonBody {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<Value>::from_request(req, payload);
+        Box::pin(async move {
+            match json.await?.into_inner() {
+                Value::Object(map) => Ok(JsonBody(map)),
+                _ => Err(ApiError::Malformed("body must be a JSON object".into()).into()),
+            }
+        })
+    }
+}
+
+const REQUIRED: &str = "This field is required.";
+
+/// Takes fields out of a JSON object one by one, collecting every problem, then reports
+/// them all at once (and any field the endpoint does not take) as `validation_failed`.
+pub struct Fields {
+    body: Map<String, Value>,
+    errors: FieldErrors,
+}
+
+impl Fields {
+    pub fn new(JsonBody(body): JsonBody) -> Self {
+        Self {
+            body,
+            errors: FieldErrors::new(),
+        }
+    }
+
+    /// Records problems for a field (from a domain type's parser, say).
+    pub fn reject(&mut self, field: &str, messages: Vec<String>) {
+        self.errors
+            .entry(field.to_owned())
+            .or_default()
+            .extend(messages);
+    }
+
+    /// Keeps the value of a domain parse, or records its problems under `field`.
+    pub fn check<T>(&mut self, field: &str, parsed: Result<T, Vec<String>>) -> Option<T> {
+        parsed.map_err(|messages| self.reject(field, messages)).ok()
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    fn take(&mut self, field: &str, required: bool) -> Option<Value> {
+        match self.body.remove(field) {
+            None if required => {
+                self.reject(field, vec![REQUIRED.into()]);
+                None
+            }
+            Some(Value::Null) if required => {
+                self.reject(field, vec!["This field may not be null.".into()]);
+                None
+            }
+            Some(Value::Null) | None => None,
+            Some(value) => Some(value),
+        }
+    }
+
+    fn string(&mut self, field: &str, required: bool) -> Option<String> {
+        match self.take(field, required)? {
+            Value::String(s) => Some(s),
+            _ => {
+                self.reject(field, vec!["Not a valid string.".into()]);
+                None
+            }
+        }
+    }
+
+    pub fn required_str(&mut self, field: &str) -> Option<String> {
+        self.string(field, true)
+    }
+
+    pub fn optional_str(&mut self, field: &str) -> Option<String> {
+        self.string(field, false)
+    }
+
+    /// An optional first/last name: absent is `None`, too long is recorded.
+    pub fn optional_name(&mut self, field: &str) -> Option<String> {
+        let value = self.optional_str(field)?;
+        self.check(field, check_name(&value).map(|()| value))
+    }
+
+    /// Ends parsing: unknown fields and collected problems become one validation error;
+    /// otherwise `build` assembles the request (every field it needs is present).
+    pub fn finish<T>(mut self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+        let unknown: Vec<String> = self.body.keys().cloned().collect();
+        for field in unknown {
+            self.reject(&field, vec!["This field is not allowed here.".into()]);
+        }
+        if !self.errors.is_empty() {
+            return Err(ApiError::Validation(self.errors));
+        }
+        build().ok_or_else(|| ApiError::Internal("validated request lacks a field".into()))
+    }
+}
+
+/// The caller of a protected endpoint: a valid access token of an existing, active user.
+pub struct AuthenticatedUser {
+    pub user: User,
+    pub groups: Vec<String>,
+    pub token: Verified,
+}
+
+impl FromRequest for AuthenticatedUser {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let bearer = bearer_token(req);
+        Box::pin(async move {
+            let state =
+                state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+            let token = bearer.ok_or(ApiError::NotAuthenticated)?;
+            let verified = state
+                .tokens
+                .verify(&token, Some(TokenType::Access))
+                .map_err(ApiError::from)?;
+            let id = verified.subject.clone();
+            let found = state
+                .db
+                .run(move |conn| {
+                    let Some(user) = User::find(conn, &id)? else {
+                        return Ok(None);
+                    };
+                    let groups = groups::names_of(conn, &id)?;
+                    Ok(Some((user, groups)))
+                })
+                .await
+                .map_err(ApiError::from)?;
+            match found {
+                Some((user, groups)) if user.is_active => Ok(AuthenticatedUser {
+                    user,
+                    groups,
+                    token: verified,
+                }),
+                Some(_) => Err(ApiError::TokenInvalid("user is inactive".into()).into()),
+                None => Err(ApiError::TokenInvalid("user no longer exists".into()).into()),
+            }
+        })
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
+fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}

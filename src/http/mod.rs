@@ -1,0 +1,8 @@
+//! The HTTP API of API.md: errors as problem+json, extractors, routes, sessions.
+
+pub mod error;
+pub mod extractors;
+pub mod routes;
+mod session;
+pub mod state;
+pub mod views;

@@ -1,0 +1,306 @@
+//! Registration, login, refresh, verify and logout.
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use serde_json::json;
+
+use super::resource;
+use crate::auth::account_tokens::{Binding, Purpose};
+use crate::auth::jwt::TokenType;
+use crate::db::models::db_time;
+use crate::db::models::tokens::{self, Liveness};
+use crate::db::models::users::{NewUser, Taken, User};
+use crate::domain::{Email, Password, UserId, Username};
+use crate::email::templates;
+use crate::http::error::ApiError;
+use crate::http::extractors::{AuthenticatedUser, Fields, JsonBody};
+use crate::http::session;
+use crate::http::state::AppState;
+use crate::http::views::UserView;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/auth/register").route(web::post().to(register)))
+        .service(resource("/auth/login").route(web::post().to(login)))
+        .service(resource("/auth/token/refresh").route(web::post().to(refresh)))
+        .service(resource("/auth/token/verify").route(web::post().to(verify)))
+        .service(resource("/auth/logout").route(web::post().to(logout)))
+        .service(resource("/auth/logout/all").route(web::post().to(logout_all)));
+}
+
+struct Registration {
+    username: Username,
+    email: Email,
+    password: Password,
+    first_name: String,
+    last_name: String,
+    bio: String,
+}
+
+impl Registration {
+    fn parse(body: JsonBody, state: &AppState) -> Result<Self, ApiError> {
+        let mut f = Fields::new(body);
+        let raw_username = f.required_str("username");
+        let raw_email = f.required_str("email");
+        let raw_password = f.required_str("password");
+        let confirm = f.required_str("password_confirm");
+        let first_name = f.optional_name("first_name").unwrap_or_default();
+        let last_name = f.optional_name("last_name").unwrap_or_default();
+        let bio = f.optional_str("bio").unwrap_or_default();
+
+        let username = raw_username
+            .as_deref()
+            .and_then(|u| f.check("username", Username::parse(u)));
+        let email = raw_email
+            .as_deref()
+            .and_then(|e| f.check("email", Email::parse(e)));
+        let attributes: Vec<&str> = [raw_username.as_deref(), raw_email.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let password = raw_password
+            .as_deref()
+            .and_then(|p| f.check("password", state.policy.parse(p, &attributes)));
+        if let (Some(p), Some(c)) = (&raw_password, &confirm) {
+            if p != c {
+                f.reject(
+                    "password_confirm",
+                    vec!["The two password fields didn't match.".into()],
+                );
+            }
+        }
+        f.finish(|| {
+            Some(Self {
+                username: username?,
+                email: email?,
+                password: password?,
+                first_name,
+                last_name,
+                bio,
+            })
+        })
+    }
+}
+
+fn conflict(taken: Taken) -> ApiError {
+    ApiError::Conflict(match taken {
+        Taken::Username => "A user with that username already exists.".into(),
+        Taken::Email => "A user with that email already exists.".into(),
+    })
+}
+
+async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let r = Registration::parse(body, &state)?;
+    let (username_key, email_key) = (r.username.key(), r.email.key());
+    // Checked before the costly hash; the unique indexes still decide races.
+    let (uk, ek) = (username_key.clone(), email_key.clone());
+    if let Some(taken) = state
+        .db
+        .run(move |conn| User::find_taken(conn, &uk, &ek))
+        .await?
+    {
+        return Err(conflict(taken));
+    }
+    let password_hash = state.hasher.hash(&r.password).await?;
+    let accounts = &state.settings.accounts;
+    let verify_email = accounts.require_email_verification;
+    let approval = accounts.require_admin_approval;
+    let id = UserId::new().to_string();
+    let now = Utc::now();
+    let user = {
+        let (id, username, email) = (
+            id.clone(),
+            r.username.as_str().to_owned(),
+            r.email.as_str().to_owned(),
+        );
+        let (first_name, last_name, bio) = (r.first_name, r.last_name, r.bio);
+        state
+            .db
+            .run(move |conn| {
+                let new = NewUser {
+                    id: &id,
+                    username: &username,
+                    username_key: &username_key,
+                    email: &email,
+                    email_key: &email_key,
+                    password_hash: &password_hash,
+                    first_name: &first_name,
+                    last_name: &last_name,
+                    bio: &bio,
+                    is_active: !verify_email && !approval,
+                    is_staff: false,
+                    email_verified: false,
+                    approval_pending: approval,
+                    date_joined: db_time(now),
+                };
+                User::insert(conn, &new)
+            })
+            .await
+            .map_err(|e| User::taken(&e).map_or_else(|| ApiError::from(e), conflict))?
+    };
+    log::info!(target: "latchkey::accounts", "registered user {}", user.id);
+
+    if verify_email {
+        send_activation(&state, &user).await;
+        let body = json!({"user": UserView::new(&user, vec![]), "activation_required": true});
+        return Ok(HttpResponse::Created().json(body));
+    }
+    if approval {
+        let body = json!({"user": UserView::new(&user, vec![]), "approval_required": true});
+        return Ok(HttpResponse::Created().json(body));
+    }
+    Ok(HttpResponse::Created().json(session::open(&state, &user.id, true).await?))
+}
+
+async fn send_activation(state: &AppState, user: &User) {
+    let Ok(id) = user.id.parse::<UserId>() else {
+        log::error!(target: "latchkey::accounts", "user id {} is not a UUID", user.id);
+        return;
+    };
+    let binding = Binding {
+        user_id: &user.id,
+        password_hash: &user.password_hash,
+        last_login: user.last_login,
+        email_verified: user.email_verified,
+    };
+    let token = state
+        .account_tokens
+        .make(Purpose::Activation, &binding, Utc::now());
+    let accounts = &state.settings.accounts;
+    let link = templates::link(
+        &accounts.activation_url,
+        state.settings.public_url(),
+        &id.to_uid(),
+        &token,
+    );
+    let email = templates::activation(&accounts.site_name, &user.email, &user.username, &link);
+    state.mailer.deliver(email).await;
+}
+
+/// Which account a login names.
+enum LoginName {
+    Username(String),
+    Email(String),
+}
+
+async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let mut f = Fields::new(body);
+    let username = f.optional_str("username");
+    let email = f.optional_str("email");
+    let password = f.required_str("password");
+    let name = match (username, email) {
+        (Some(u), _) => Some(LoginName::Username(u)),
+        (None, Some(e)) => Some(LoginName::Email(e)),
+        (None, None) => {
+            if !f.has_errors() {
+                f.reject(
+                    "non_field_errors",
+                    vec!["Must include \"username\" or \"email\".".into()],
+                );
+            }
+            None
+        }
+    };
+    let (name, password) = f.finish(|| Some((name?, password?)))?;
+
+    let found = state
+        .db
+        .run(move |conn| match name {
+            LoginName::Username(u) => User::find_by_username_key(conn, &u.to_lowercase()),
+            LoginName::Email(e) => User::find_by_email_key(conn, &Email::key_of(&e)),
+        })
+        .await?;
+    // An unknown user costs a dummy-hash check, so timing does not tell who exists.
+    let stored = found.as_ref().map(|u| u.password_hash.clone());
+    let matches = state.hasher.verify(&password, stored).await?;
+    let user = found
+        .filter(|_| matches)
+        .ok_or(ApiError::InvalidCredentials)?;
+    if !user.is_active {
+        return Err(ApiError::AccountInactive(inactive_reason(&user)));
+    }
+    Ok(HttpResponse::Ok().json(session::open(&state, &user.id, true).await?))
+}
+
+fn inactive_reason(user: &User) -> &'static str {
+    if !user.email_verified && !user.approval_pending {
+        "account is not activated yet: follow the link in the activation email"
+    } else if user.approval_pending {
+        "account is pending approval by an administrator"
+    } else {
+        "account is disabled"
+    }
+}
+
+/// The one string field of a single-field body.
+fn only_field(body: JsonBody, field: &str) -> Result<String, ApiError> {
+    let mut f = Fields::new(body);
+    let value = f.required_str(field);
+    f.finish(|| value)
+}
+
+async fn refresh(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let token = only_field(body, "refresh_token")?;
+    let verified = state.tokens.verify(&token, Some(TokenType::Refresh))?;
+    let claims = verified
+        .refresh()
+        .ok_or_else(|| ApiError::TokenInvalid("refresh token lacks its family".into()))?;
+    Ok(HttpResponse::Ok()
+        .json(session::rotate(&state, &claims.sub, &claims.fam, &claims.jti).await?))
+}
+
+async fn verify(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let token = only_field(body, "token")?;
+    let verified = state.tokens.verify(&token, None)?;
+    let subject = verified.subject.clone();
+    let refresh = verified.refresh();
+    let (user_ok, live) = state
+        .db
+        .run(move |conn| {
+            let user_ok = User::find(conn, &subject)?.is_some_and(|u| u.is_active);
+            let live = match refresh {
+                Some(r) => tokens::liveness(conn, &r.fam, &r.jti)?,
+                None => Liveness::Live,
+            };
+            Ok((user_ok, live))
+        })
+        .await?;
+    if !user_ok {
+        return Err(ApiError::TokenInvalid(
+            "user no longer exists or is inactive".into(),
+        ));
+    }
+    if live == Liveness::Dead {
+        return Err(ApiError::TokenRevoked);
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "valid": true,
+        "token_type": verified.token_type.as_str(),
+        "claims": verified.claims,
+    })))
+}
+
+async fn logout(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let token = only_field(body, "refresh_token")?;
+    let verified = state.tokens.verify(&token, Some(TokenType::Refresh))?;
+    let claims = verified
+        .refresh()
+        .ok_or_else(|| ApiError::TokenInvalid("refresh token lacks its family".into()))?;
+    state
+        .db
+        .run(move |conn| tokens::revoke_family(conn, &claims.fam, "logout", Utc::now()))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn logout_all(
+    state: web::Data<AppState>,
+    who: AuthenticatedUser,
+) -> Result<HttpResponse, ApiError> {
+    let id = who.user.id;
+    let revoked = state
+        .db
+        .run(move |conn| tokens::revoke_user_families(conn, &id, None, "logout_all", Utc::now()))
+        .await?;
+    log::info!(target: "latchkey::accounts", "logout everywhere: {revoked} session(s) revoked");
+    Ok(HttpResponse::NoContent().finish())
+}

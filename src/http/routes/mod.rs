@@ -1,0 +1,29 @@
+//! Every route of API.md, one module per resource, each with a `configure`.
+
+mod auth;
+mod health;
+mod users_me;
+mod well_known;
+
+use actix_web::{Resource, web};
+
+use super::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    auth::configure(cfg);
+    users_me::configure(cfg);
+    well_known::configure(cfg);
+    health::configure(cfg);
+}
+
+/// A resource whose unrouted methods answer 405 `method_not_allowed`.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(|| async {
+        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed)
+    }))
+}
+
+/// The fallback for every unknown path.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}

@@ -1,0 +1,125 @@
+//! The current user: profile, password change, self-deletion.
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+
+use super::resource;
+use crate::db::models::tokens;
+use crate::db::models::users::{ProfileChanges, User};
+use crate::http::error::ApiError;
+use crate::http::extractors::{AuthenticatedUser, Fields, JsonBody};
+use crate::http::session;
+use crate::http::state::AppState;
+use crate::http::views::UserView;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/users/me")
+            .route(web::get().to(me))
+            .route(web::patch().to(update_me))
+            .route(web::delete().to(delete_me)),
+    )
+    .service(resource("/users/me/password").route(web::post().to(change_password)));
+}
+
+async fn me(who: AuthenticatedUser) -> HttpResponse {
+    HttpResponse::Ok().json(UserView::new(&who.user, who.groups))
+}
+
+/// Only the profile fields; anything else (is_staff, email, claims, groups...) is refused
+/// by name and nothing changes.
+async fn update_me(
+    state: web::Data<AppState>,
+    who: AuthenticatedUser,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let mut f = Fields::new(body);
+    let first_name = f.optional_name("first_name");
+    let last_name = f.optional_name("last_name");
+    let bio = f.optional_str("bio");
+    let changes = f.finish(|| {
+        Some(ProfileChanges {
+            first_name,
+            last_name,
+            bio,
+        })
+    })?;
+    let id = who.user.id.clone();
+    let user = state
+        .db
+        .run(move |conn| User::update_profile(conn, &id, &changes))
+        .await?
+        .ok_or_else(|| ApiError::TokenInvalid("user no longer exists".into()))?;
+    Ok(HttpResponse::Ok().json(UserView::new(&user, who.groups)))
+}
+
+/// A wrong current password is a validation error on `current_password` (API.md).
+async fn check_current_password(
+    state: &AppState,
+    user: &User,
+    candidate: &str,
+) -> Result<(), ApiError> {
+    if state
+        .hasher
+        .verify(candidate, Some(user.password_hash.clone()))
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            "current_password",
+            vec!["Password is incorrect.".into()],
+        ))
+    }
+}
+
+async fn delete_me(
+    state: web::Data<AppState>,
+    who: AuthenticatedUser,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let mut f = Fields::new(body);
+    let current = f.required_str("current_password");
+    let current = f.finish(|| current)?;
+    check_current_password(&state, &who.user, &current).await?;
+    let id = who.user.id.clone();
+    // Tokens and group memberships go with the row (ON DELETE CASCADE).
+    state.db.run(move |conn| User::delete(conn, &id)).await?;
+    log::info!(target: "latchkey::accounts", "user {} deleted their account", who.user.id);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn change_password(
+    state: web::Data<AppState>,
+    who: AuthenticatedUser,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let mut f = Fields::new(body);
+    let current = f.required_str("current_password");
+    let new = f.required_str("new_password");
+    let confirm = f.required_str("new_password_confirm");
+    let attributes = [who.user.username.as_str(), who.user.email.as_str()];
+    let password = new
+        .as_deref()
+        .and_then(|p| f.check("new_password", state.policy.parse(p, &attributes)));
+    if new.is_some() && confirm.is_some() && new != confirm {
+        f.reject(
+            "new_password_confirm",
+            vec!["The two password fields didn't match.".into()],
+        );
+    }
+    let (current, password) = f.finish(|| Some((current?, password?)))?;
+    check_current_password(&state, &who.user, &current).await?;
+
+    let hash = state.hasher.hash(&password).await?;
+    let id = who.user.id.clone();
+    state
+        .db
+        .run(move |conn| {
+            User::set_password_hash(conn, &id, &hash)?;
+            tokens::revoke_user_families(conn, &id, None, "password_change", Utc::now())
+        })
+        .await?;
+    // A fresh session for the caller; every older one is revoked above.
+    Ok(HttpResponse::Ok().json(session::open(&state, &who.user.id, false).await?))
+}

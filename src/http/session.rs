@@ -1,0 +1,144 @@
+//! Sessions: a login starts a refresh-token family and answers with a token pair; a
+//! refresh rotates within the family.
+
+use chrono::Utc;
+
+use super::error::ApiError;
+use super::state::AppState;
+use super::views::{TokenPair, UserView, custom_claims};
+use crate::auth::jwt::AccessSubject;
+use crate::db::models::tokens::{self, Issued, RotateRequest, Rotation};
+use crate::db::models::{groups, users::User};
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Starts a new family for `user_id` and returns its first pair. With `touch_login` the
+/// user's `last_login` moves to now (a login, as opposed to a password change).
+pub async fn open(
+    state: &AppState,
+    user_id: &str,
+    touch_login: bool,
+) -> Result<TokenPair, ApiError> {
+    let now = Utc::now();
+    let (family, jti) = (new_id(), new_id());
+    let (refresh, expires_at) = state
+        .tokens
+        .issue_refresh(user_id, &family, &jti, now)
+        .map_err(signing)?;
+    let id = user_id.to_owned();
+    let (user, groups) = state
+        .db
+        .run(move |conn| {
+            let first = Issued {
+                jti: &jti,
+                family_id: &family,
+                user_id: &id,
+                expires_at,
+            };
+            tokens::start_family(conn, &first, now)?;
+            let user = if touch_login {
+                User::touch_last_login(conn, &id, now)?
+            } else {
+                User::find(conn, &id)?
+            };
+            let groups = groups::names_of(conn, &id)?;
+            Ok(user.map(|u| (u, groups)))
+        })
+        .await?
+        .ok_or_else(|| ApiError::TokenInvalid("user no longer exists".into()))?;
+    pair(state, &user, groups, refresh)
+}
+
+/// Exchanges a verified refresh token for a new pair of the same family.
+pub async fn rotate(
+    state: &AppState,
+    user_id: &str,
+    family: &str,
+    presented_jti: &str,
+) -> Result<TokenPair, ApiError> {
+    let now = Utc::now();
+    let jti = new_id();
+    let (refresh, expires_at) = state
+        .tokens
+        .issue_refresh(user_id, family, &jti, now)
+        .map_err(signing)?;
+    let grace = chrono::Duration::from_std(state.settings.jwt.rotation_grace)
+        .unwrap_or(chrono::Duration::zero());
+    let (id, family, presented) = (
+        user_id.to_owned(),
+        family.to_owned(),
+        presented_jti.to_owned(),
+    );
+    let (rotation, found) = state
+        .db
+        .run(move |conn| {
+            let successor = Issued {
+                jti: &jti,
+                family_id: &family,
+                user_id: &id,
+                expires_at,
+            };
+            let request = RotateRequest {
+                presented_jti: &presented,
+                now,
+                grace_cutoff: now - grace,
+            };
+            let rotation = tokens::rotate(conn, request, &successor)?;
+            if rotation != Rotation::Rotated {
+                return Ok((rotation, None));
+            }
+            let user = User::find(conn, &id)?;
+            let groups = groups::names_of(conn, &id)?;
+            Ok((rotation, user.map(|u| (u, groups))))
+        })
+        .await?;
+    match (rotation, found) {
+        (Rotation::Rotated, Some((user, groups))) if user.is_active => {
+            pair(state, &user, groups, refresh)
+        }
+        (Rotation::Rotated, _) => Err(ApiError::TokenInvalid(
+            "user no longer exists or is inactive".into(),
+        )),
+        (Rotation::Reused, _) => {
+            log::warn!(target: "latchkey::auth", "refresh token reuse detected for user {user_id}; family revoked");
+            Err(ApiError::TokenReused)
+        }
+        (Rotation::Revoked, _) => Err(ApiError::TokenRevoked),
+    }
+}
+
+fn pair(
+    state: &AppState,
+    user: &User,
+    groups: Vec<String>,
+    refresh_token: String,
+) -> Result<TokenPair, ApiError> {
+    let custom = custom_claims(user);
+    let subject = AccessSubject {
+        user_id: &user.id,
+        username: &user.username,
+        email: &user.email,
+        email_verified: user.email_verified,
+        is_staff: user.is_staff,
+        groups: &groups,
+        custom: &custom,
+    };
+    let access_token = state
+        .tokens
+        .issue_access(&subject, Utc::now())
+        .map_err(signing)?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: state.tokens.access_ttl.as_secs(),
+        refresh_expires_in: state.tokens.refresh_ttl.as_secs(),
+        user: UserView::new(user, groups),
+    })
+}
+
+fn signing(e: crate::auth::jwt::TokenError) -> ApiError {
+    ApiError::Internal(format!("token signing: {e}"))
+}

@@ -1,0 +1,67 @@
+//! What the API shows: built from rows, never the rows themselves, so a password hash
+//! cannot be serialized by accident.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::db::models::users::User;
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub first_name: String,
+    pub last_name: String,
+    pub bio: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub groups: Vec<String>,
+    pub claims: Map<String, Value>,
+    pub date_joined: DateTime<Utc>,
+    pub last_login: Option<DateTime<Utc>>,
+}
+
+impl UserView {
+    pub fn new(user: &User, groups: Vec<String>) -> Self {
+        Self {
+            id: user.id.clone(),
+            username: user.username.clone(),
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            bio: user.bio.clone(),
+            is_active: user.is_active,
+            is_staff: user.is_staff,
+            groups,
+            claims: custom_claims(user),
+            date_joined: utc(user.date_joined),
+            last_login: user.last_login.map(utc),
+        }
+    }
+}
+
+/// The user's custom claims object (a corrupt column reads as no claims, and is logged).
+pub fn custom_claims(user: &User) -> Map<String, Value> {
+    serde_json::from_str(&user.claims).unwrap_or_else(|e| {
+        log::error!(target: "latchkey::db", "user {}: unreadable claims column: {e}", user.id);
+        Map::new()
+    })
+}
+
+fn utc(at: NaiveDateTime) -> DateTime<Utc> {
+    at.and_utc()
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_expires_in: u64,
+    pub user: UserView,
+}
