@@ -161,6 +161,28 @@ impl User {
             .optional()?)
     }
 
+    /// Marks the email verified and, unless an administrator must approve the account,
+    /// activates it. Conditional on the email not being verified yet, so of two concurrent
+    /// uses of one activation link exactly one succeeds.
+    pub fn activate(
+        conn: &mut DbConnection,
+        id: &str,
+        needs_approval: bool,
+    ) -> Result<Option<User>, DbError> {
+        let pending = users::table
+            .find(id)
+            .filter(users::email_verified.eq(false));
+        Ok(diesel::update(pending)
+            .set((
+                users::email_verified.eq(true),
+                users::is_active.eq(!needs_approval),
+                users::approval_pending.eq(needs_approval),
+            ))
+            .returning(users::all_columns)
+            .get_result(conn)
+            .optional()?)
+    }
+
     /// Deletes the user; their groups and tokens go with them (ON DELETE CASCADE).
     pub fn delete(conn: &mut DbConnection, id: &str) -> Result<bool, DbError> {
         Ok(diesel::delete(users::table.find(id)).execute(conn)? > 0)

@@ -60,13 +60,13 @@ impl Registration {
         let password = raw_password
             .as_deref()
             .and_then(|p| f.check("password", state.policy.parse(p, &attributes)));
-        if let (Some(p), Some(c)) = (&raw_password, &confirm) {
-            if p != c {
-                f.reject(
-                    "password_confirm",
-                    vec!["The two password fields didn't match.".into()],
-                );
-            }
+        if let (Some(p), Some(c)) = (&raw_password, &confirm)
+            && p != c
+        {
+            f.reject(
+                "password_confirm",
+                vec!["The two password fields didn't match.".into()],
+            );
         }
         f.finish(|| {
             Some(Self {

@@ -1,5 +1,6 @@
 //! Every route of API.md, one module per resource, each with a `configure`.
 
+mod activation;
 mod auth;
 mod health;
 mod users_me;
@@ -11,6 +12,7 @@ use super::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     auth::configure(cfg);
+    activation::configure(cfg);
     users_me::configure(cfg);
     well_known::configure(cfg);
     health::configure(cfg);

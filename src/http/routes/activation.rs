@@ -1,0 +1,83 @@
+//! Account activation through the emailed uid/token link.
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use serde_json::json;
+
+use super::resource;
+use crate::auth::account_tokens::{Binding, Purpose};
+use crate::db::models::users::User;
+use crate::domain::UserId;
+use crate::http::error::ApiError;
+use crate::http::extractors::{Fields, JsonBody};
+use crate::http::session;
+use crate::http::state::AppState;
+use crate::http::views::UserView;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/auth/activate").route(web::post().to(activate)));
+}
+
+fn bad_uid() -> ApiError {
+    ApiError::field("uid", vec!["Invalid user id or user doesn't exist.".into()])
+}
+
+fn bad_token() -> ApiError {
+    ApiError::field("token", vec!["Invalid or expired token.".into()])
+}
+
+/// The account behind `uid` and whether `token` is a valid `purpose` token for its current
+/// state: one check for activation and password reset alike.
+pub async fn user_for_token(
+    state: &AppState,
+    uid: &str,
+    token: &str,
+    purpose: Purpose,
+) -> Result<User, ApiError> {
+    let id = UserId::from_uid(uid).ok_or_else(bad_uid)?.to_string();
+    let user = state
+        .db
+        .run(move |conn| User::find(conn, &id))
+        .await?
+        .ok_or_else(bad_uid)?;
+    let binding = Binding {
+        user_id: &user.id,
+        password_hash: &user.password_hash,
+        last_login: user.last_login,
+        email_verified: user.email_verified,
+    };
+    let ttl = match purpose {
+        Purpose::Activation => state.settings.accounts.activation_ttl,
+        Purpose::PasswordReset => state.settings.accounts.reset_ttl,
+    };
+    if state
+        .account_tokens
+        .check(purpose, &binding, token, Utc::now(), ttl)
+    {
+        Ok(user)
+    } else {
+        Err(bad_token())
+    }
+}
+
+async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let mut f = Fields::new(body);
+    let uid = f.required_str("uid");
+    let token = f.required_str("token");
+    let (uid, token) = f.finish(|| Some((uid?, token?)))?;
+    let user = user_for_token(&state, &uid, &token, Purpose::Activation).await?;
+    let needs_approval = state.settings.accounts.require_admin_approval;
+    let id = user.id.clone();
+    // Lost a race with another use of the same link: the token is spent.
+    let user = state
+        .db
+        .run(move |conn| User::activate(conn, &id, needs_approval))
+        .await?
+        .ok_or_else(bad_token)?;
+    log::info!(target: "latchkey::accounts", "user {} activated", user.id);
+    if needs_approval {
+        return Ok(HttpResponse::Ok()
+            .json(json!({"user": UserView::new(&user, vec![]), "approval_required": true})));
+    }
+    Ok(HttpResponse::Ok().json(session::open(&state, &user.id, true).await?))
+}
