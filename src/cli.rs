@@ -53,7 +53,7 @@ enum Command {
 enum KeysCommand {
     /// Write a new private key (PKCS#8 PEM; HS256: a random secret), mode 0600.
     Generate {
-        #[arg(long, value_enum, default_value_t = JwtAlgorithm::ES256)]
+        #[arg(long, value_enum, ignore_case = true, default_value_t = JwtAlgorithm::ES256)]
         algorithm: JwtAlgorithm,
         #[arg(long)]
         out: PathBuf,

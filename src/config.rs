@@ -76,9 +76,13 @@ impl Default for DatabaseSettings {
 /// The JWS algorithms latchkey signs with; exactly one is accepted at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum JwtAlgorithm {
+    #[value(name = "ES256")]
     ES256,
+    #[value(name = "RS256")]
     RS256,
+    #[value(name = "EdDSA")]
     EdDSA,
+    #[value(name = "HS256")]
     HS256,
 }
 
