@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::Logger;
+use actix_web::middleware::{ErrorHandlers, Logger};
 use actix_web::{App, HttpServer, web};
 
 use crate::auth::account_tokens::AccountTokens;
@@ -18,6 +18,7 @@ use crate::config::{ConfigError, Settings};
 use crate::db::{Database, DbError};
 use crate::domain::PasswordPolicy;
 use crate::email::{MailError, Mailer};
+use crate::http::error::problem_for_foreign_errors;
 use crate::http::extractors::json_config;
 use crate::http::routes;
 use crate::http::state::AppState;
@@ -70,6 +71,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(json_config())
                 // One line per request; no query strings or bodies, which may hold secrets.
+                .wrap(ErrorHandlers::new().default_handler(problem_for_foreign_errors))
                 .wrap(Logger::new("%{r}a \"%m %U\" %s %b %Dms"))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

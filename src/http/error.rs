@@ -178,3 +178,35 @@ impl From<TokenError> for ApiError {
         Self::TokenInvalid(e.0.to_owned())
     }
 }
+
+/// Middleware hook: any error response that did not come from [`ApiError`] (actix's own
+/// request-parsing errors, a handler that panicked) is rewritten as problem+json, so every
+/// 4xx/5xx of the API has the same shape.
+pub fn problem_for_foreign_errors<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::middleware::ErrorHandlerResponse;
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let error = match res.status() {
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge(crate::http::extractors::BODY_LIMIT)
+        }
+        s if s.is_client_error() => {
+            ApiError::Malformed(s.canonical_reason().unwrap_or("bad request").to_owned())
+        }
+        s => ApiError::Internal(format!("unhandled {s} response")),
+    };
+    let (req, _) = res.into_parts();
+    let response = error.error_response().map_into_boxed_body();
+    Ok(ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}
