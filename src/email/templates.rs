@@ -33,6 +33,28 @@ pub fn activation(site: &str, to: &str, username: &str, link: &str) -> Email {
     }
 }
 
+pub fn password_reset(site: &str, to: &str, username: &str, link: &str) -> Email {
+    let subject = format!("Reset your {site} password");
+    let text = format!(
+        "Hello {username},\n\nsomeone asked to reset the password of your {site} account. To choose a new one, \
+         follow this link:\n\n{link}\n\nIf it was not you, ignore this message: your password stays as it is.\n"
+    );
+    let html = format!(
+        "<p>Hello {u},</p><p>someone asked to reset the password of your {s} account.</p>\
+         <p><a href=\"{l}\">Choose a new password</a></p>\
+         <p>If it was not you, ignore this message: your password stays as it is.</p>",
+        u = escape(username),
+        s = escape(site),
+        l = escape(link),
+    );
+    Email {
+        to: to.to_owned(),
+        subject,
+        text,
+        html,
+    }
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")

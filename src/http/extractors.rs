@@ -127,6 +127,13 @@ impl Fields {
         self.string(field, false)
     }
 
+    /// The one string field of a single-field body.
+    pub fn only_str(body: JsonBody, field: &str) -> Result<String, ApiError> {
+        let mut f = Self::new(body);
+        let value = f.required_str(field);
+        f.finish(|| value)
+    }
+
     /// An optional first/last name: absent is `None`, too long is recorded.
     pub fn optional_name(&mut self, field: &str) -> Option<String> {
         let value = self.optional_str(field)?;

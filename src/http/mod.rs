@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod extractors;
+mod mailing;
 pub mod routes;
 mod session;
 pub mod state;

@@ -142,11 +142,21 @@ impl User {
             .optional()?)
     }
 
-    pub fn set_password_hash(conn: &mut DbConnection, id: &str, hash: &str) -> Result<(), DbError> {
-        diesel::update(users::table.find(id))
+    /// Replaces the password hash if it is still `expected`: a reset link (bound to the old
+    /// hash) used twice at once changes the password once. Returns whether it changed.
+    pub fn replace_password_hash(
+        conn: &mut DbConnection,
+        id: &str,
+        expected: &str,
+        hash: &str,
+    ) -> Result<bool, DbError> {
+        let current = users::table
+            .find(id)
+            .filter(users::password_hash.eq(expected));
+        Ok(diesel::update(current)
             .set(users::password_hash.eq(hash))
-            .execute(conn)?;
-        Ok(())
+            .execute(conn)?
+            == 1)
     }
 
     pub fn touch_last_login(

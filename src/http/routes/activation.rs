@@ -1,4 +1,4 @@
-//! Account activation through the emailed uid/token link.
+//! Account activation through the emailed uid/token link, and sending that link again.
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
@@ -7,28 +7,29 @@ use serde_json::json;
 use super::resource;
 use crate::auth::account_tokens::{Binding, Purpose};
 use crate::db::models::users::User;
-use crate::domain::UserId;
+use crate::domain::{Email, UserId};
 use crate::http::error::ApiError;
 use crate::http::extractors::{Fields, JsonBody};
-use crate::http::session;
 use crate::http::state::AppState;
 use crate::http::views::UserView;
+use crate::http::{mailing, session};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/auth/activate").route(web::post().to(activate)));
+    cfg.service(resource("/auth/activate").route(web::post().to(activate)))
+        .service(resource("/auth/activate/resend").route(web::post().to(resend)));
 }
 
 fn bad_uid() -> ApiError {
     ApiError::field("uid", vec!["Invalid user id or user doesn't exist.".into()])
 }
 
-fn bad_token() -> ApiError {
+pub(super) fn bad_token() -> ApiError {
     ApiError::field("token", vec!["Invalid or expired token.".into()])
 }
 
 /// The account behind `uid` and whether `token` is a valid `purpose` token for its current
 /// state: one check for activation and password reset alike.
-pub async fn user_for_token(
+pub(super) async fn user_for_token(
     state: &AppState,
     uid: &str,
     token: &str,
@@ -80,4 +81,19 @@ async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
             .json(json!({"user": UserView::new(&user, vec![]), "approval_required": true})));
     }
     Ok(HttpResponse::Ok().json(session::open(&state, &user.id, true).await?))
+}
+
+/// 202 `{}` whatever the address: known, unknown, active or not (no enumeration); an
+/// account still waiting for activation gets a fresh link.
+async fn resend(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let key = Email::key_of(&Fields::only_str(body, "email")?);
+    if let Some(user) = state
+        .db
+        .run(move |conn| User::find_by_email_key(conn, &key))
+        .await?
+        && !user.email_verified
+    {
+        mailing::send_account_link(&state, &user, Purpose::Activation);
+    }
+    Ok(HttpResponse::Accepted().json(json!({})))
 }

@@ -5,18 +5,17 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::resource;
-use crate::auth::account_tokens::{Binding, Purpose};
+use crate::auth::account_tokens::Purpose;
 use crate::auth::jwt::TokenType;
 use crate::db::models::db_time;
 use crate::db::models::tokens::{self, Liveness};
 use crate::db::models::users::{NewUser, Taken, User};
 use crate::domain::{Email, Password, UserId, Username};
-use crate::email::templates;
 use crate::http::error::ApiError;
 use crate::http::extractors::{AuthenticatedUser, Fields, JsonBody};
-use crate::http::session;
 use crate::http::state::AppState;
 use crate::http::views::UserView;
+use crate::http::{mailing, session};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/auth/register").route(web::post().to(register)))
@@ -140,7 +139,7 @@ async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
     log::info!(target: "latchkey::accounts", "registered user {}", user.id);
 
     if verify_email {
-        send_activation(&state, &user).await;
+        mailing::send_account_link(&state, &user, Purpose::Activation);
         let body = json!({"user": UserView::new(&user, vec![]), "activation_required": true});
         return Ok(HttpResponse::Created().json(body));
     }
@@ -149,31 +148,6 @@ async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
         return Ok(HttpResponse::Created().json(body));
     }
     Ok(HttpResponse::Created().json(session::open(&state, &user.id, true).await?))
-}
-
-async fn send_activation(state: &AppState, user: &User) {
-    let Ok(id) = user.id.parse::<UserId>() else {
-        log::error!(target: "latchkey::accounts", "user id {} is not a UUID", user.id);
-        return;
-    };
-    let binding = Binding {
-        user_id: &user.id,
-        password_hash: &user.password_hash,
-        last_login: user.last_login,
-        email_verified: user.email_verified,
-    };
-    let token = state
-        .account_tokens
-        .make(Purpose::Activation, &binding, Utc::now());
-    let accounts = &state.settings.accounts;
-    let link = templates::link(
-        &accounts.activation_url,
-        state.settings.public_url(),
-        &id.to_uid(),
-        &token,
-    );
-    let email = templates::activation(&accounts.site_name, &user.email, &user.username, &link);
-    state.mailer.deliver(email).await;
 }
 
 /// Which account a login names.
@@ -216,13 +190,19 @@ async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespons
         .filter(|_| matches)
         .ok_or(ApiError::InvalidCredentials)?;
     if !user.is_active {
-        return Err(ApiError::AccountInactive(inactive_reason(&user)));
+        let verification = state.settings.accounts.require_email_verification;
+        return Err(ApiError::AccountInactive(inactive_reason(
+            &user,
+            verification,
+        )));
     }
     Ok(HttpResponse::Ok().json(session::open(&state, &user.id, true).await?))
 }
 
-fn inactive_reason(user: &User) -> &'static str {
-    if !user.email_verified && !user.approval_pending {
+/// Why a user with the right password may not log in (only said after the password
+/// matched, so it reveals nothing to someone guessing).
+fn inactive_reason(user: &User, verification_required: bool) -> &'static str {
+    if !user.email_verified && verification_required {
         "account is not activated yet: follow the link in the activation email"
     } else if user.approval_pending {
         "account is pending approval by an administrator"
@@ -231,15 +211,8 @@ fn inactive_reason(user: &User) -> &'static str {
     }
 }
 
-/// The one string field of a single-field body.
-fn only_field(body: JsonBody, field: &str) -> Result<String, ApiError> {
-    let mut f = Fields::new(body);
-    let value = f.required_str(field);
-    f.finish(|| value)
-}
-
 async fn refresh(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
-    let token = only_field(body, "refresh_token")?;
+    let token = Fields::only_str(body, "refresh_token")?;
     let verified = state.tokens.verify(&token, Some(TokenType::Refresh))?;
     let claims = verified
         .refresh()
@@ -249,7 +222,7 @@ async fn refresh(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespo
 }
 
 async fn verify(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
-    let token = only_field(body, "token")?;
+    let token = Fields::only_str(body, "token")?;
     let verified = state.tokens.verify(&token, None)?;
     let subject = verified.subject.clone();
     let refresh = verified.refresh();
@@ -280,7 +253,7 @@ async fn verify(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespon
 }
 
 async fn logout(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
-    let token = only_field(body, "refresh_token")?;
+    let token = Fields::only_str(body, "refresh_token")?;
     let verified = state.tokens.verify(&token, Some(TokenType::Refresh))?;
     let claims = verified
         .refresh()

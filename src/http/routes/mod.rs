@@ -3,6 +3,7 @@
 mod activation;
 mod auth;
 mod health;
+mod password_reset;
 mod users_me;
 mod well_known;
 
@@ -13,6 +14,7 @@ use super::error::ApiError;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     auth::configure(cfg);
     activation::configure(cfg);
+    password_reset::configure(cfg);
     users_me::configure(cfg);
     well_known::configure(cfg);
     health::configure(cfg);

@@ -112,14 +112,24 @@ async fn change_password(
     check_current_password(&state, &who.user, &current).await?;
 
     let hash = state.hasher.hash(&password).await?;
-    let id = who.user.id.clone();
-    state
+    let (id, old_hash) = (who.user.id.clone(), who.user.password_hash.clone());
+    let changed = state
         .db
         .run(move |conn| {
-            User::set_password_hash(conn, &id, &hash)?;
-            tokens::revoke_user_families(conn, &id, None, "password_change", Utc::now())
+            let changed = User::replace_password_hash(conn, &id, &old_hash, &hash)?;
+            if changed {
+                tokens::revoke_user_families(conn, &id, None, "password_change", Utc::now())?;
+            }
+            Ok(changed)
         })
         .await?;
+    if !changed {
+        // A concurrent change won: the current password checked above is no longer current.
+        return Err(ApiError::field(
+            "current_password",
+            vec!["Password is incorrect.".into()],
+        ));
+    }
     // A fresh session for the caller; every older one is revoked above.
     Ok(HttpResponse::Ok().json(session::open(&state, &who.user.id, false).await?))
 }

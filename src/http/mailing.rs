@@ -1,0 +1,41 @@
+//! Account emails, sent in the background so a response never waits for (or reveals
+//! anything through the timing of) a delivery.
+
+use actix_web::web;
+use chrono::Utc;
+
+use super::state::AppState;
+use crate::auth::account_tokens::{Binding, Purpose};
+use crate::db::models::users::User;
+use crate::domain::UserId;
+use crate::email::{Email, templates};
+
+/// Builds the `purpose` email for `user` with a fresh uid/token link and sends it later.
+pub fn send_account_link(state: &web::Data<AppState>, user: &User, purpose: Purpose) {
+    let Ok(id) = user.id.parse::<UserId>() else {
+        log::error!(target: "latchkey::accounts", "user id {} is not a UUID", user.id);
+        return;
+    };
+    let binding = Binding {
+        user_id: &user.id,
+        password_hash: &user.password_hash,
+        last_login: user.last_login,
+        email_verified: user.email_verified,
+    };
+    let token = state.account_tokens.make(purpose, &binding, Utc::now());
+    let accounts = &state.settings.accounts;
+    let (template, build): (&str, fn(&str, &str, &str, &str) -> Email) = match purpose {
+        Purpose::Activation => (&accounts.activation_url, templates::activation),
+        Purpose::PasswordReset => (&accounts.reset_url, templates::password_reset),
+    };
+    let link = templates::link(template, state.settings.public_url(), &id.to_uid(), &token);
+    send_later(
+        state,
+        build(&accounts.site_name, &user.email, &user.username, &link),
+    );
+}
+
+fn send_later(state: &web::Data<AppState>, email: Email) {
+    let state = state.clone();
+    actix_web::rt::spawn(async move { state.mailer.deliver(email).await });
+}
