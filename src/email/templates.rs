@@ -12,47 +12,56 @@ pub fn link(template: &str, public_url: &str, uid: &str, token: &str) -> String 
         .replace("{token}", token)
 }
 
-pub fn activation(site: &str, to: &str, username: &str, link: &str) -> Email {
-    let subject = format!("Activate your {site} account");
-    let text = format!(
-        "Hello {username},\n\nplease confirm your email address to activate your {site} account:\n\n{link}\n\n\
-         If you did not sign up, ignore this message.\n"
-    );
-    let html = format!(
-        "<p>Hello {u},</p><p>please confirm your email address to activate your {s} account:</p>\
-         <p><a href=\"{l}\">Activate my account</a></p><p>If you did not sign up, ignore this message.</p>",
-        u = escape(username),
-        s = escape(site),
-        l = escape(link),
-    );
-    Email {
-        to: to.to_owned(),
-        subject,
-        text,
-        html,
+/// The one layout of every account email: greeting, why, a link, and what to do if the
+/// reader did not ask for it.
+struct LinkMessage<'a> {
+    subject: String,
+    why: String,
+    action: &'a str,
+    if_not_you: &'a str,
+}
+
+impl LinkMessage<'_> {
+    fn render(self, to: &str, username: &str, link: &str) -> Email {
+        let text = format!(
+            "Hello {username},\n\n{}:\n\n{link}\n\n{}\n",
+            self.why, self.if_not_you
+        );
+        let html = format!(
+            "<p>Hello {},</p><p>{}:</p><p><a href=\"{}\">{}</a></p><p>{}</p>",
+            escape(username),
+            escape(&self.why),
+            escape(link),
+            escape(self.action),
+            escape(self.if_not_you),
+        );
+        Email {
+            to: to.to_owned(),
+            subject: self.subject,
+            text,
+            html,
+        }
     }
 }
 
-pub fn password_reset(site: &str, to: &str, username: &str, link: &str) -> Email {
-    let subject = format!("Reset your {site} password");
-    let text = format!(
-        "Hello {username},\n\nsomeone asked to reset the password of your {site} account. To choose a new one, \
-         follow this link:\n\n{link}\n\nIf it was not you, ignore this message: your password stays as it is.\n"
-    );
-    let html = format!(
-        "<p>Hello {u},</p><p>someone asked to reset the password of your {s} account.</p>\
-         <p><a href=\"{l}\">Choose a new password</a></p>\
-         <p>If it was not you, ignore this message: your password stays as it is.</p>",
-        u = escape(username),
-        s = escape(site),
-        l = escape(link),
-    );
-    Email {
-        to: to.to_owned(),
-        subject,
-        text,
-        html,
+pub fn activation(site: &str, to: &str, username: &str, link: &str) -> Email {
+    LinkMessage {
+        subject: format!("Activate your {site} account"),
+        why: format!("please confirm your email address to activate your {site} account"),
+        action: "Activate my account",
+        if_not_you: "If you did not sign up, ignore this message.",
     }
+    .render(to, username, link)
+}
+
+pub fn password_reset(site: &str, to: &str, username: &str, link: &str) -> Email {
+    LinkMessage {
+        subject: format!("Reset your {site} password"),
+        why: format!("someone asked to reset the password of your {site} account; to choose a new one, follow this link"),
+        action: "Choose a new password",
+        if_not_you: "If it was not you, ignore this message: your password stays as it is.",
+    }
+    .render(to, username, link)
 }
 
 fn escape(text: &str) -> String {

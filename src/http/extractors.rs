@@ -127,6 +127,22 @@ impl Fields {
         self.string(field, false)
     }
 
+    /// A required password and its required confirmation; a mismatch is recorded on the
+    /// confirmation field. Returns the password as typed, for the policy to parse.
+    pub fn password_pair(&mut self, field: &str, confirm_field: &str) -> Option<String> {
+        let password = self.required_str(field);
+        let confirm = self.required_str(confirm_field);
+        if let (Some(p), Some(c)) = (&password, &confirm)
+            && p != c
+        {
+            self.reject(
+                confirm_field,
+                vec!["The two password fields didn't match.".into()],
+            );
+        }
+        password
+    }
+
     /// The one string field of a single-field body.
     pub fn only_str(body: JsonBody, field: &str) -> Result<String, ApiError> {
         let mut f = Self::new(body);
@@ -179,13 +195,7 @@ impl FromRequest for AuthenticatedUser {
             let id = verified.subject.clone();
             let found = state
                 .db
-                .run(move |conn| {
-                    let Some(user) = User::find(conn, &id)? else {
-                        return Ok(None);
-                    };
-                    let groups = groups::names_of(conn, &id)?;
-                    Ok(Some((user, groups)))
-                })
+                .run(move |conn| groups::user_with_groups(conn, &id))
                 .await
                 .map_err(ApiError::from)?;
             match found {

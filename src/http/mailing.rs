@@ -24,15 +24,17 @@ pub fn send_account_link(state: &web::Data<AppState>, user: &User, purpose: Purp
     };
     let token = state.account_tokens.make(purpose, &binding, Utc::now());
     let accounts = &state.settings.accounts;
-    let (template, build): (&str, fn(&str, &str, &str, &str) -> Email) = match purpose {
-        Purpose::Activation => (&accounts.activation_url, templates::activation),
-        Purpose::PasswordReset => (&accounts.reset_url, templates::password_reset),
+    let template = match purpose {
+        Purpose::Activation => &accounts.activation_url,
+        Purpose::PasswordReset => &accounts.reset_url,
     };
     let link = templates::link(template, state.settings.public_url(), &id.to_uid(), &token);
-    send_later(
-        state,
-        build(&accounts.site_name, &user.email, &user.username, &link),
-    );
+    let (site, to, name) = (&accounts.site_name, &user.email, &user.username);
+    let email = match purpose {
+        Purpose::Activation => templates::activation(site, to, name, &link),
+        Purpose::PasswordReset => templates::password_reset(site, to, name, &link),
+    };
+    send_later(state, email);
 }
 
 fn send_later(state: &web::Data<AppState>, email: Email) {

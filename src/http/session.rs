@@ -9,6 +9,7 @@ use super::views::{TokenPair, UserView, custom_claims};
 use crate::auth::jwt::AccessSubject;
 use crate::db::models::tokens::{self, Issued, RotateRequest, Rotation};
 use crate::db::models::{groups, users::User};
+use crate::domain::Password;
 
 fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
@@ -89,9 +90,7 @@ pub async fn rotate(
             if rotation != Rotation::Rotated {
                 return Ok((rotation, None));
             }
-            let user = User::find(conn, &id)?;
-            let groups = groups::names_of(conn, &id)?;
-            Ok((rotation, user.map(|u| (u, groups))))
+            Ok((rotation, groups::user_with_groups(conn, &id)?))
         })
         .await?;
     match (rotation, found) {
@@ -107,6 +106,29 @@ pub async fn rotate(
         }
         (Rotation::Revoked, _) => Err(ApiError::TokenRevoked),
     }
+}
+
+/// Sets `password` if the user's hash is still the one they had when the request was
+/// checked, and revokes every session of theirs. `false`: a concurrent change won.
+pub async fn replace_password(
+    state: &AppState,
+    user: &User,
+    password: &Password,
+    why: &'static str,
+) -> Result<bool, ApiError> {
+    let hash = state.hasher.hash(password).await?;
+    let (id, old_hash) = (user.id.clone(), user.password_hash.clone());
+    let changed = state
+        .db
+        .run(move |conn| {
+            let changed = User::replace_password_hash(conn, &id, &old_hash, &hash)?;
+            if changed {
+                tokens::revoke_user_families(conn, &id, None, why, Utc::now())?;
+            }
+            Ok(changed)
+        })
+        .await?;
+    Ok(changed)
 }
 
 fn pair(

@@ -40,8 +40,7 @@ impl Registration {
         let mut f = Fields::new(body);
         let raw_username = f.required_str("username");
         let raw_email = f.required_str("email");
-        let raw_password = f.required_str("password");
-        let confirm = f.required_str("password_confirm");
+        let raw_password = f.password_pair("password", "password_confirm");
         let first_name = f.optional_name("first_name").unwrap_or_default();
         let last_name = f.optional_name("last_name").unwrap_or_default();
         let bio = f.optional_str("bio").unwrap_or_default();
@@ -59,14 +58,6 @@ impl Registration {
         let password = raw_password
             .as_deref()
             .and_then(|p| f.check("password", state.policy.parse(p, &attributes)));
-        if let (Some(p), Some(c)) = (&raw_password, &confirm)
-            && p != c
-        {
-            f.reject(
-                "password_confirm",
-                vec!["The two password fields didn't match.".into()],
-            );
-        }
         f.finish(|| {
             Some(Self {
                 username: username?,

@@ -1,10 +1,8 @@
 //! The current user: profile, password change, self-deletion.
 
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 
 use super::resource;
-use crate::db::models::tokens;
 use crate::db::models::users::{ProfileChanges, User};
 use crate::http::error::ApiError;
 use crate::http::extractors::{AuthenticatedUser, Fields, JsonBody};
@@ -96,33 +94,16 @@ async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let mut f = Fields::new(body);
     let current = f.required_str("current_password");
-    let new = f.required_str("new_password");
-    let confirm = f.required_str("new_password_confirm");
+    let new = f.password_pair("new_password", "new_password_confirm");
     let attributes = [who.user.username.as_str(), who.user.email.as_str()];
     let password = new
         .as_deref()
         .and_then(|p| f.check("new_password", state.policy.parse(p, &attributes)));
-    if new.is_some() && confirm.is_some() && new != confirm {
-        f.reject(
-            "new_password_confirm",
-            vec!["The two password fields didn't match.".into()],
-        );
-    }
     let (current, password) = f.finish(|| Some((current?, password?)))?;
     check_current_password(&state, &who.user, &current).await?;
 
-    let hash = state.hasher.hash(&password).await?;
-    let (id, old_hash) = (who.user.id.clone(), who.user.password_hash.clone());
-    let changed = state
-        .db
-        .run(move |conn| {
-            let changed = User::replace_password_hash(conn, &id, &old_hash, &hash)?;
-            if changed {
-                tokens::revoke_user_families(conn, &id, None, "password_change", Utc::now())?;
-            }
-            Ok(changed)
-        })
-        .await?;
+    let changed =
+        session::replace_password(&state, &who.user, &password, "password_change").await?;
     if !changed {
         // A concurrent change won: the current password checked above is no longer current.
         return Err(ApiError::field(
