@@ -1,0 +1,44 @@
+//! Black-box tests of the HTTP contract in API.md.
+//!
+//! One test binary (instead of one per file) so the crate and its dependencies are
+//! linked once. Every scenario is an `async fn(Backend)` run against SQLite and, when
+//! `LATCHKEY_TEST_POSTGRES_URL` is set, against PostgreSQL, via `dual_backend_tests!`.
+
+/// Generates, for each listed `async fn name(backend: Backend)` of the calling module,
+/// `sqlite::name` and `postgres::name` test cases. The PostgreSQL variant passes (after
+/// printing why) when no server is configured, so a plain `cargo test` needs no set-up.
+macro_rules! dual_backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = crate::helpers::Backend::postgres() {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+mod helpers;
+
+mod errors;
+mod hostile_tokens;
+mod jwks;
+mod login;
+mod password_reset;
+mod refresh;
+mod register;
+mod sabotage;
+mod users_me;
+mod verify_logout;
