@@ -33,6 +33,7 @@ macro_rules! dual_backend_tests {
 mod helpers;
 
 mod errors;
+mod hashing;
 mod hostile_tokens;
 mod jwks;
 mod login;
