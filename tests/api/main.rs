@@ -38,6 +38,7 @@ mod hostile_tokens;
 mod jwks;
 mod login;
 mod password_reset;
+mod probes;
 mod refresh;
 mod register;
 mod sabotage;
