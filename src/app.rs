@@ -72,7 +72,10 @@ impl Application {
                 .app_data(json_config())
                 // One line per request; no query strings or bodies, which may hold secrets.
                 .wrap(ErrorHandlers::new().default_handler(problem_for_foreign_errors))
-                .wrap(Logger::new("%{r}a \"%m %U\" %s %b %Dms"))
+                .wrap(
+                    Logger::new("%{r}a \"%{METHOD}xi %U\" %s %b %Dms")
+                        .custom_request_replace("METHOD", |req| req.method().to_string()),
+                )
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
