@@ -15,9 +15,9 @@ use crate::auth::jwt::TokenService;
 use crate::auth::keys::{KeyError, KeySet};
 use crate::auth::password::PasswordHasher;
 use crate::config::{ConfigError, Settings};
-use crate::db::{Database, DbError};
+use crate::db::{Database, DatabaseUrl, DbError};
 use crate::domain::PasswordPolicy;
-use crate::email::{MailError, Mailer};
+use crate::email::{MailError, Mailer, worker};
 use crate::http::error::problem_for_foreign_errors;
 use crate::http::extractors::json_config;
 use crate::http::routes;
@@ -100,10 +100,16 @@ impl Application {
     }
 }
 
-/// Everything the handlers share, from the settings.
+/// Everything the handlers share, from the settings. Starts the email worker, so it must
+/// run inside the server's async runtime.
 pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
+    // Everything that can be checked without a connection is checked first: a failed start
+    // must not leave pool threads half-way through connecting while the process exits.
+    let url = DatabaseUrl::parse(settings.database.url.expose())
+        .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
+    let keys = KeySet::load(&settings.jwt, &url)?;
+    let mailer = Mailer::new(&settings.email)?;
     let db = Database::connect(&settings.database, settings.database.migrate_on_start)?;
-    let keys = KeySet::load(&settings.jwt, db.url())?;
     let account_tokens = AccountTokens::new(&account_token_secret(&settings, &keys)?);
     let jwt = &settings.jwt;
     let tokens = TokenService::new(
@@ -124,7 +130,7 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     let policy = PasswordPolicy {
         min_length: p.min_length,
     };
-    let mailer = Mailer::new(&settings.email)?;
+    let outbox = worker::spawn(db.clone(), mailer, settings.email.retry_base);
     Ok(AppState {
         settings,
         db,
@@ -132,7 +138,7 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         hasher,
         policy,
         account_tokens,
-        mailer,
+        outbox,
     })
 }
 

@@ -194,6 +194,9 @@ pub struct EmailSettings {
     pub from: String,
     pub file_dir: PathBuf,
     pub smtp: SmtpSettings,
+    /// Delay before the first retry of a failed delivery; doubles with each attempt.
+    #[serde(with = "duration")]
+    pub retry_base: Duration,
 }
 
 impl Default for EmailSettings {
@@ -203,6 +206,7 @@ impl Default for EmailSettings {
             from: "latchkey <no-reply@localhost>".into(),
             file_dir: PathBuf::from("mail"),
             smtp: SmtpSettings::default(),
+            retry_base: Duration::from_secs(2),
         }
     }
 }

@@ -148,8 +148,8 @@ fn serve_refuses_postgres_without_a_signing_key_and_names_the_key() {
             ("LATCHKEY_DATABASE__MIGRATE_ON_START", "false"),
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
     let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
         said.contains("jwt.signing_key") || said.contains("database.url"),
         "{said}"

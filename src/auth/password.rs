@@ -52,10 +52,6 @@ impl PasswordHasher {
             .await
     }
 
-    pub fn queue_depth(&self) -> usize {
-        self.pool.queue_depth()
-    }
-
     /// Prepares the dummy hash in the background, so the first unknown-user login is not
     /// slower than the others.
     pub fn warm_up(&self) {

@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::R2D2Connection;
@@ -40,10 +39,6 @@ impl DatabaseUrl {
         } else {
             Err("must start with sqlite:// or postgres://".into())
         }
-    }
-
-    pub fn is_sqlite(&self) -> bool {
-        matches!(self, Self::Sqlite(_))
     }
 }
 
@@ -125,7 +120,6 @@ impl r2d2::ManageConnection for Manager {
 #[derive(Clone)]
 pub struct Database {
     pool: r2d2::Pool<Manager>,
-    url: DatabaseUrl,
 }
 
 impl Database {
@@ -152,12 +146,8 @@ impl Database {
             .min_idle(Some(1))
             .connection_timeout(settings.connect_timeout)
             .error_handler(Box::new(LogErrors))
-            .build_unchecked(Manager { url: url.clone() });
-        Ok(Self { pool, url })
-    }
-
-    pub fn url(&self) -> &DatabaseUrl {
-        &self.url
+            .build_unchecked(Manager { url });
+        Ok(Self { pool })
     }
 
     /// Runs blocking diesel work on the blocking thread pool, never on an async worker.
@@ -192,19 +182,6 @@ impl Database {
     /// A database round trip, for readiness.
     pub async fn ping(&self) -> Result<(), DbError> {
         self.run(|conn| conn.ping().map_err(DbError::from)).await
-    }
-
-    /// Idle/in-use connections, for metrics.
-    pub fn pool_state(&self) -> (u32, u32) {
-        let state = self.pool.state();
-        (
-            state.idle_connections,
-            state.connections - state.idle_connections,
-        )
-    }
-
-    pub fn connect_timeout(&self) -> Duration {
-        self.pool.connection_timeout()
     }
 }
 

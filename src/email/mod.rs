@@ -1,14 +1,19 @@
-//! Outgoing email: what is sent (`templates`) and how (`Mailer` backends).
+//! Outgoing email: what is sent (`templates`), how (`Mailer`: console, file or SMTP), and
+//! when (`worker`: drains the database outbox in the background with retries).
 //!
-//! Delivery never fails the request that caused it: errors are logged.
+//! Requests only queue messages, so a slow or unreachable mail server never delays or fails
+//! a request, and a message queued before the process stops is delivered after it restarts.
 
 pub mod templates;
+pub mod worker;
 
 use std::path::PathBuf;
 
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use crate::config::{EmailBackend, EmailSettings};
+use crate::config::{EmailBackend, EmailSettings, SmtpTls};
 
 /// A message ready to send: both bodies are rendered.
 #[derive(Clone)]
@@ -23,8 +28,8 @@ pub struct Email {
 pub enum MailError {
     #[error("`email.from`: {0}")]
     From(String),
-    #[error("`email.backend = smtp` arrives with the email issue; use `console` or `file`")]
-    SmtpUnavailable,
+    #[error("`email.smtp.host`: {0}")]
+    Smtp(String),
     #[error("`email.file_dir` ({0}): {1}")]
     FileDir(PathBuf, String),
 }
@@ -32,12 +37,16 @@ pub enum MailError {
 enum Backend {
     Console,
     File(PathBuf),
+    Smtp(Box<AsyncSmtpTransport<Tokio1Executor>>),
 }
 
 pub struct Mailer {
     from: Mailbox,
     backend: Backend,
 }
+
+/// An SMTP conversation that hangs is a failed attempt, retried later.
+const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Mailer {
     pub fn new(settings: &EmailSettings) -> Result<Self, MailError> {
@@ -52,49 +61,43 @@ impl Mailer {
                     .map_err(|e| MailError::FileDir(settings.file_dir.clone(), e.to_string()))?;
                 Backend::File(settings.file_dir.clone())
             }
-            EmailBackend::Smtp => return Err(MailError::SmtpUnavailable),
+            EmailBackend::Smtp => Backend::Smtp(Box::new(smtp_transport(settings)?)),
         };
         Ok(Self { from, backend })
     }
 
-    /// Hands the message to the backend; failures are logged, never returned.
-    pub async fn deliver(&self, email: Email) {
-        let rendered = match self.render(&email) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                log::error!(target: "latchkey::email", "cannot build message: {e}");
-                return;
-            }
-        };
+    /// One delivery attempt; the error says why it failed (it is logged and stored).
+    pub async fn deliver(&self, email: &Email) -> Result<(), String> {
+        let message = self.message(email)?;
         match &self.backend {
             Backend::Console => {
-                log::info!(target: "latchkey::email", "email (console backend):\n{}", String::from_utf8_lossy(&rendered));
+                let text = String::from_utf8_lossy(&message.formatted()).into_owned();
+                log::info!(target: "latchkey::email", "email (console backend):\n{text}");
+                Ok(())
             }
             Backend::File(dir) => {
-                let path = dir.join(format!(
+                let name = format!(
                     "{}-{}.eml",
                     chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f"),
                     uuid::Uuid::now_v7().simple()
-                ));
-                match tokio::task::spawn_blocking(move || {
-                    std::fs::write(&path, rendered).map(|()| path)
-                })
-                .await
-                {
-                    Ok(Ok(path)) => {
-                        log::info!(target: "latchkey::email", "email written to {}", path.display())
-                    }
-                    Ok(Err(e)) => {
-                        log::error!(target: "latchkey::email", "cannot write email file: {e}")
-                    }
-                    Err(e) => log::error!(target: "latchkey::email", "email task failed: {e}"),
-                }
+                );
+                let path = dir.join(name);
+                let bytes = message.formatted();
+                tokio::task::spawn_blocking(move || std::fs::write(&path, bytes))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot write email file: {e}"))
             }
+            Backend::Smtp(transport) => transport
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
         }
     }
 
-    /// RFC 5322 text with a plain-text body and an HTML alternative.
-    fn render(&self, email: &Email) -> Result<Vec<u8>, String> {
+    /// RFC 5322 message with a plain-text body and an HTML alternative.
+    fn message(&self, email: &Email) -> Result<lettre::Message, String> {
         let to: Mailbox = email.to.parse().map_err(|e| format!("recipient: {e}"))?;
         lettre::Message::builder()
             .from(self.from.clone())
@@ -104,7 +107,24 @@ impl Mailer {
                 email.text.clone(),
                 email.html.clone(),
             ))
-            .map(|m| m.formatted())
             .map_err(|e| e.to_string())
     }
+}
+
+fn smtp_transport(
+    settings: &EmailSettings,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
+    let smtp = &settings.smtp;
+    let builder = match smtp.tls {
+        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+            .map_err(|e| MailError::Smtp(e.to_string()))?,
+        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
+            .map_err(|e| MailError::Smtp(e.to_string()))?,
+    };
+    let mut builder = builder.port(smtp.port).timeout(Some(SMTP_TIMEOUT));
+    if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.expose().clone()));
+    }
+    Ok(builder.build())
 }

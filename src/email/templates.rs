@@ -64,6 +64,16 @@ pub fn password_reset(site: &str, to: &str, username: &str, link: &str) -> Email
     .render(to, username, link)
 }
 
+pub fn approved(site: &str, to: &str, username: &str, public_url: &str) -> Email {
+    LinkMessage {
+        subject: format!("Your {site} account was approved"),
+        why: format!("an administrator approved your {site} account; you can log in now"),
+        action: "Open the site",
+        if_not_you: "If you did not sign up, please tell us by replying to this message.",
+    }
+    .render(to, username, public_url)
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")

@@ -1,11 +1,12 @@
-//! Account emails, sent in the background so a response never waits for (or reveals
-//! anything through the timing of) a delivery.
+//! Account emails, queued in the background so a response never waits for (or reveals
+//! anything through the timing of) the queueing or the delivery.
 
 use actix_web::web;
 use chrono::Utc;
 
 use super::state::AppState;
 use crate::auth::account_tokens::{Binding, Purpose};
+use crate::db::models::outbox::{self, NewEmail};
 use crate::db::models::users::User;
 use crate::domain::UserId;
 use crate::email::{Email, templates};
@@ -37,7 +38,25 @@ pub fn send_account_link(state: &web::Data<AppState>, user: &User, purpose: Purp
     send_later(state, email);
 }
 
-fn send_later(state: &web::Data<AppState>, email: Email) {
+/// Queues `email` in the outbox (off the request path) and wakes the worker.
+pub fn send_later(state: &web::Data<AppState>, email: Email) {
     let state = state.clone();
-    actix_web::rt::spawn(async move { state.mailer.deliver(email).await });
+    actix_web::rt::spawn(async move {
+        let queued = state
+            .db
+            .run(move |conn| {
+                let new = NewEmail {
+                    recipient: &email.to,
+                    subject: &email.subject,
+                    text_body: &email.text,
+                    html_body: &email.html,
+                };
+                outbox::enqueue(conn, &new, Utc::now())
+            })
+            .await;
+        match queued {
+            Ok(()) => state.outbox.wake(),
+            Err(e) => log::error!(target: "latchkey::email", "cannot queue email: {e}"),
+        }
+    });
 }

@@ -7,7 +7,7 @@ use crate::auth::password::PasswordHasher;
 use crate::config::Settings;
 use crate::db::Database;
 use crate::domain::PasswordPolicy;
-use crate::email::Mailer;
+use crate::email::worker::Outbox;
 
 pub struct AppState {
     pub settings: Settings,
@@ -16,5 +16,5 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub policy: PasswordPolicy,
     pub account_tokens: AccountTokens,
-    pub mailer: Mailer,
+    pub outbox: Outbox,
 }

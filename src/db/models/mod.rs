@@ -2,6 +2,7 @@
 //! password hash and is never serialized; the HTTP layer has its own views.
 
 pub mod groups;
+pub mod outbox;
 pub mod tokens;
 pub mod users;
 

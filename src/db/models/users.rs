@@ -171,22 +171,47 @@ impl User {
             .optional()?)
     }
 
-    /// Marks the email verified and, unless an administrator must approve the account,
-    /// activates it. Conditional on the email not being verified yet, so of two concurrent
+    /// Marks the email verified and, unless the account still waits for an administrator's
+    /// approval, activates it. Conditional on the email not being verified yet, so of two concurrent
     /// uses of one activation link exactly one succeeds.
-    pub fn activate(
-        conn: &mut DbConnection,
-        id: &str,
-        needs_approval: bool,
-    ) -> Result<Option<User>, DbError> {
+    pub fn activate(conn: &mut DbConnection, id: &str) -> Result<Option<User>, DbError> {
         let pending = users::table
             .find(id)
             .filter(users::email_verified.eq(false));
         Ok(diesel::update(pending)
             .set((
                 users::email_verified.eq(true),
-                users::is_active.eq(!needs_approval),
-                users::approval_pending.eq(needs_approval),
+                users::is_active.eq(diesel::dsl::not(users::approval_pending)),
+            ))
+            .returning(users::all_columns)
+            .get_result(conn)
+            .optional()?)
+    }
+
+    /// Ends a pending approval; the account becomes active if its email needs no (more)
+    /// verification. Conditional on the approval still pending, so it happens once.
+    pub fn approve(
+        conn: &mut DbConnection,
+        id: &str,
+        verification_required: bool,
+    ) -> Result<Option<User>, DbError> {
+        let pending = users::table
+            .find(id)
+            .filter(users::approval_pending.eq(true));
+        let verified =
+            users::email_verified
+                .eq(true)
+                .or(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    if verification_required {
+                        "FALSE"
+                    } else {
+                        "TRUE"
+                    },
+                ));
+        Ok(diesel::update(pending)
+            .set((
+                users::approval_pending.eq(false),
+                users::is_active.eq(verified),
             ))
             .returning(users::all_columns)
             .get_result(conn)

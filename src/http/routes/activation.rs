@@ -67,16 +67,15 @@ async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
     let token = f.required_str("token");
     let (uid, token) = f.finish(|| Some((uid?, token?)))?;
     let user = user_for_token(&state, &uid, &token, Purpose::Activation).await?;
-    let needs_approval = state.settings.accounts.require_admin_approval;
     let id = user.id.clone();
     // Lost a race with another use of the same link: the token is spent.
     let user = state
         .db
-        .run(move |conn| User::activate(conn, &id, needs_approval))
+        .run(move |conn| User::activate(conn, &id))
         .await?
         .ok_or_else(bad_token)?;
     log::info!(target: "latchkey::accounts", "user {} activated", user.id);
-    if needs_approval {
+    if user.approval_pending {
         return Ok(HttpResponse::Ok()
             .json(json!({"user": UserView::new(&user, vec![]), "approval_required": true})));
     }
