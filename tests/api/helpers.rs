@@ -162,6 +162,8 @@ pub struct TestApp {
     /// `None` when the service generated its own key (SQLite default).
     pub signing_key_pem: Option<String>,
     pub email_dir: PathBuf,
+    /// The settings the instance was built with (e.g. to open its database directly).
+    pub settings: Settings,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     // Field order matters for Drop: the schema goes before the temp dir; both are
     // only kept alive, never read.
@@ -268,7 +270,7 @@ async fn spawn(
         .unwrap_or_else(|| settings.server.public_url.clone());
     let audience = settings.jwt.audience.clone();
 
-    let app = Application::build(settings)
+    let app = Application::build(settings.clone())
         .await
         .expect("failed to build the application");
     let port = app.port();
@@ -287,6 +289,7 @@ async fn spawn(
         audience,
         signing_key_pem,
         email_dir,
+        settings,
         server,
         _schema: schema,
         _dir: dir,
@@ -508,18 +511,11 @@ impl TestApp {
     /// Polls the outbox until `found` extracts something from it. Polling (with a
     /// deadline) because delivery may happen on a background worker after the response.
     pub async fn wait_for_email<T>(&self, what: &str, found: impl Fn(&[Email]) -> Option<T>) -> T {
-        let deadline = Instant::now() + EMAIL_WAIT;
-        loop {
-            if let Some(result) = found(&self.emails()) {
-                return result;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within {EMAIL_WAIT:?}; outbox: {:#?}",
-                self.emails()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll_until(what, || {
+            let emails = self.emails();
+            found(&emails).ok_or(emails)
+        })
+        .await
     }
 
     /// The `…<marker>{uid}/{token}` link of the newest email to `to` that has one.
@@ -534,10 +530,7 @@ impl TestApp {
             &format!("new email to {to} with a {marker} link"),
             |emails| {
                 let mine: Vec<&Email> = emails.iter().filter(|m| m.is_to(to)).collect();
-                mine.iter()
-                    .skip(seen)
-                    .rev()
-                    .find_map(|m| find_link(&m.text, marker).or_else(|| find_link(&m.raw, marker)))
+                mine.iter().skip(seen).rev().find_map(|m| m.link(marker))
             },
         )
         .await
@@ -554,6 +547,26 @@ impl TestApp {
 
     pub async fn reset_link(&self, to: &str) -> EmailLink {
         self.emailed_link(to, "/password/reset/").await
+    }
+}
+
+/// Polls `probe` until it yields a result, for at most `EMAIL_WAIT` (work done by
+/// background workers after the response); on timeout, reports `what` and the probe's
+/// last observation (its error value).
+pub async fn poll_until<T, E: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + EMAIL_WAIT;
+    loop {
+        match probe() {
+            Ok(found) => return found,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "no {what} within {EMAIL_WAIT:?}; seen: {seen:#?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -988,6 +1001,55 @@ impl Email {
     pub fn is_to(&self, address: &str) -> bool {
         self.to.to_lowercase().contains(&address.to_lowercase())
     }
+
+    /// A top-level header, unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        header_value(split_head(&self.raw).0, name)
+    }
+
+    /// The `type/subtype` of every body part (multiparts expanded), lowercased.
+    pub fn part_types(&self) -> Vec<String> {
+        fn walk(headers: &str, body: &str, out: &mut Vec<String>) {
+            match multipart_parts(headers, body) {
+                Some(parts) => parts.into_iter().for_each(|(h, b)| walk(h, b, out)),
+                None => out.push(content_type_essence(headers)),
+            }
+        }
+        let mut out = Vec::new();
+        let (headers, body) = split_head(&self.raw);
+        walk(headers, body, &mut out);
+        out
+    }
+
+    /// The first `…<marker>{uid}/{token}` link in the decoded text, else in the raw message.
+    pub fn link(&self, marker: &str) -> Option<EmailLink> {
+        find_link(&self.text, marker).or_else(|| find_link(&self.raw, marker))
+    }
+}
+
+/// `type/subtype` of a part's `Content-Type` (RFC 2045 default: `text/plain`).
+fn content_type_essence(headers: &str) -> String {
+    header_value(headers, "content-type")
+        .and_then(|v| v.split(';').next().map(|t| t.trim().to_ascii_lowercase()))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "text/plain".into())
+}
+
+/// The (headers, body) of each part when the part described by `headers` is a multipart.
+fn multipart_parts<'a>(headers: &str, body: &'a str) -> Option<Vec<(&'a str, &'a str)>> {
+    let content_type = header_value(headers, "content-type")?;
+    if !content_type.to_ascii_lowercase().starts_with("multipart/") {
+        return None;
+    }
+    let delimiter = format!("--{}", header_param(&content_type, "boundary")?);
+    let parts = body
+        .split(delimiter.as_str())
+        .skip(1)
+        .take_while(|part| !part.starts_with("--")) // closing delimiter
+        // Drop the rest of the delimiter line.
+        .map(|part| split_head(part.split_once('\n').map_or("", |(_, rest)| rest)))
+        .collect();
+    Some(parts)
 }
 
 fn split_head(part: &str) -> (&str, &str) {
@@ -1020,18 +1082,8 @@ fn header_param(value: &str, param: &str) -> Option<String> {
 }
 
 fn collect_bodies(headers: &str, body: &str, out: &mut String) {
-    let content_type = header_value(headers, "content-type").unwrap_or_default();
-    if content_type.to_ascii_lowercase().starts_with("multipart/")
-        && let Some(boundary) = header_param(&content_type, "boundary")
-    {
-        let delimiter = format!("--{boundary}");
-        for part in body.split(delimiter.as_str()).skip(1) {
-            if part.starts_with("--") {
-                break; // closing delimiter
-            }
-            // Drop the rest of the delimiter line.
-            let part = part.split_once('\n').map_or("", |(_, rest)| rest);
-            let (h, b) = split_head(part);
+    if let Some(parts) = multipart_parts(headers, body) {
+        for (h, b) in parts {
             collect_bodies(h, b, out);
         }
         return;
@@ -1133,7 +1185,9 @@ mod self_tests {
             "To: <ada@example.com>\nContent-Type: multipart/alternative; boundary=\"b1\"\n\n\
              --b1\nContent-Type: text/html\nContent-Transfer-Encoding: base64\n\n{html}\n--b1--\n"
         );
-        let link = find_link(&Email::parse(&raw).text, "/activate/").expect("link");
+        let email = Email::parse(&raw);
+        assert_eq!(email.part_types(), ["text/html"]);
+        let link = find_link(&email.text, "/activate/").expect("link");
         assert_eq!(link.url, "https://x.test/activate/dWlk/tok-1");
         assert_eq!((link.uid.as_str(), link.token.as_str()), ("dWlk", "tok-1"));
     }

@@ -42,5 +42,7 @@ mod probes;
 mod refresh;
 mod register;
 mod sabotage;
+mod smtp;
+mod smtp_sink;
 mod users_me;
 mod verify_logout;
