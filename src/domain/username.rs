@@ -37,7 +37,12 @@ impl Username {
 
     /// The uniqueness key: usernames are unique case-insensitively.
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        Self::key_of(&self.0)
+    }
+
+    /// The lookup key of text that may not be a valid username (a login attempt).
+    pub fn key_of(raw: &str) -> String {
+        raw.to_lowercase()
     }
 }
 

@@ -80,15 +80,7 @@ async fn hmac_signed_with_public_key_is_rejected(backend: Backend) {
     let jwks = app.jwks_json().await;
     for secret in public_key_encodings(&jwks["keys"][0]) {
         let key = EncodingKey::from_secret(&secret);
-        for original in user.tokens() {
-            let token = sign(
-                Algorithm::HS256,
-                &kid_of(original),
-                &jwt_claims(original),
-                &key,
-            );
-            assert_token_invalid_everywhere(&app, &token).await;
-        }
+        assert_resigned_tokens_invalid(&app, &user, Algorithm::HS256, &key).await;
     }
 }
 
@@ -97,15 +89,7 @@ async fn foreign_key_with_same_kid_is_rejected(backend: Backend) {
     let user = TestUser::create(&app).await;
     let pem = latchkey::auth::keys::generate_private_pem(JwtAlgorithm::ES256).expect("keygen");
     let key = EncodingKey::from_ec_pem(pem.as_bytes()).expect("PKCS#8 EC key");
-    for original in user.tokens() {
-        let token = sign(
-            Algorithm::ES256,
-            &kid_of(original),
-            &jwt_claims(original),
-            &key,
-        );
-        assert_token_invalid_everywhere(&app, &token).await;
-    }
+    assert_resigned_tokens_invalid(&app, &user, Algorithm::ES256, &key).await;
 }
 
 /// Signs with the service's own key, so only the claim or header under test is wrong.
@@ -253,4 +237,18 @@ async fn missing_or_non_bearer_authorization_is_not_authenticated(backend: Backe
     // The genuine token in the same request shape works.
     let bearer = format!("Bearer {}", user.access_token);
     json_ok(app.get_me_with_authorization(Some(&bearer)).await, 200).await;
+}
+
+/// Re-signs each of the user's tokens (same kid, same claims) with a forged `key` under
+/// `alg`: every one must be refused wherever tokens are accepted.
+async fn assert_resigned_tokens_invalid(
+    app: &TestApp,
+    user: &TestUser,
+    alg: Algorithm,
+    key: &EncodingKey,
+) {
+    for original in user.tokens() {
+        let token = sign(alg, &kid_of(original), &jwt_claims(original), key);
+        assert_token_invalid_everywhere(app, &token).await;
+    }
 }

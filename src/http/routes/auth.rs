@@ -170,7 +170,7 @@ async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespons
     let found = state
         .db
         .run(move |conn| match name {
-            LoginName::Username(u) => User::find_by_username_key(conn, &u.to_lowercase()),
+            LoginName::Username(u) => User::find_by_username_key(conn, &Username::key_of(&u)),
             LoginName::Email(e) => User::find_by_email_key(conn, &Email::key_of(&e)),
         })
         .await?;
