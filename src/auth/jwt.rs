@@ -11,24 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::keys::KeySet;
-
-/// Claim names latchkey sets itself; custom claims can never override them.
-pub const RESERVED_CLAIMS: &[&str] = &[
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "nbf",
-    "iat",
-    "jti",
-    "token_type",
-    "username",
-    "email",
-    "email_verified",
-    "is_staff",
-    "groups",
-    "fam",
-];
+use crate::domain::RESERVED_CLAIMS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -2,12 +2,16 @@
 //! constructor, so an invalid username, email or password cannot exist past the edge of the
 //! HTTP layer. Nothing here knows about actix or diesel.
 
+mod claims;
 mod email;
+mod group_name;
 mod password;
 mod user_id;
 mod username;
 
+pub use claims::{CLAIMS_MAX_BYTES, CustomClaims, RESERVED_CLAIMS};
 pub use email::Email;
+pub use group_name::GroupName;
 pub use password::{Password, PasswordPolicy};
 pub use user_id::UserId;
 pub use username::Username;

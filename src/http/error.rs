@@ -8,6 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::accounts::AccountError;
 use crate::auth::hash_pool::Saturated;
 use crate::auth::jwt::TokenError;
 use crate::db::DbError;
@@ -35,8 +36,8 @@ pub enum ApiError {
     TokenRevoked,
     #[error("refresh token was reused; all tokens of this session are revoked")]
     TokenReused,
-    #[error("you do not have permission to perform this action")]
-    PermissionDenied,
+    #[error("{0}")]
+    PermissionDenied(&'static str),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -67,7 +68,7 @@ impl ApiError {
             Self::TokenInvalid(_) => ("token_invalid", "Token invalid"),
             Self::TokenRevoked => ("token_revoked", "Token revoked"),
             Self::TokenReused => ("token_reused", "Token reused"),
-            Self::PermissionDenied => ("permission_denied", "Permission denied"),
+            Self::PermissionDenied(_) => ("permission_denied", "Permission denied"),
             Self::NotFound => ("not_found", "Not found"),
             Self::MethodNotAllowed => ("method_not_allowed", "Method not allowed"),
             Self::Conflict(_) => ("conflict", "Conflict"),
@@ -98,7 +99,7 @@ impl ResponseError for ApiError {
             | Self::TokenInvalid(_)
             | Self::TokenRevoked
             | Self::TokenReused => StatusCode::UNAUTHORIZED,
-            Self::AccountInactive(_) | Self::PermissionDenied => StatusCode::FORBIDDEN,
+            Self::AccountInactive(_) | Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -160,6 +161,25 @@ impl From<DbError> for ApiError {
                 }
             }
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::NotFound => Self::NotFound,
+            AccountError::UnknownGroups(names) => Self::field(
+                "groups",
+                names
+                    .iter()
+                    .map(|n| format!("Object with name={n} does not exist."))
+                    .collect(),
+            ),
+            AccountError::LastStaff => Self::PermissionDenied(
+                "the last active staff user cannot be deactivated, demoted or deleted",
+            ),
+            AccountError::Db(e) => e.into(),
         }
     }
 }

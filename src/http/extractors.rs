@@ -127,6 +127,48 @@ impl Fields {
         self.string(field, false)
     }
 
+    /// An optional value of any JSON type (absent or null is `None`), for a domain parser.
+    pub fn optional_value(&mut self, field: &str) -> Option<Value> {
+        self.take(field, false)
+    }
+
+    pub fn optional_bool(&mut self, field: &str) -> Option<bool> {
+        match self.take(field, false)? {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.reject(field, vec!["Must be a valid boolean.".into()]);
+                None
+            }
+        }
+    }
+
+    /// An optional list of strings, each parsed by `parse`; every bad item is recorded.
+    pub fn optional_list<T>(
+        &mut self,
+        field: &str,
+        parse: impl Fn(&str) -> Result<T, Vec<String>>,
+    ) -> Option<Vec<T>> {
+        let Value::Array(items) = self.take(field, false)? else {
+            self.reject(field, vec!["Expected a list of items.".into()]);
+            return None;
+        };
+        let mut parsed = Vec::with_capacity(items.len());
+        let mut problems = Vec::new();
+        for item in &items {
+            match item.as_str().map(&parse) {
+                Some(Ok(value)) => parsed.push(value),
+                Some(Err(p)) => problems.extend(p),
+                None => problems.push("Not a valid string.".into()),
+            }
+        }
+        if problems.is_empty() {
+            Some(parsed)
+        } else {
+            self.reject(field, problems);
+            None
+        }
+    }
+
     /// A required password and its required confirmation; a mismatch is recorded on the
     /// confirmation field. Returns the password as typed, for the policy to parse.
     pub fn password_pair(&mut self, field: &str, confirm_field: &str) -> Option<String> {
@@ -206,6 +248,27 @@ impl FromRequest for AuthenticatedUser {
                 }),
                 Some(_) => Err(ApiError::TokenInvalid("user is inactive".into()).into()),
                 None => Err(ApiError::TokenInvalid("user no longer exists".into()).into()),
+            }
+        })
+    }
+}
+
+/// A staff member: an authenticated user whose row (not token) says `is_staff`, so a
+/// demotion takes effect on the very next request. Everyone else gets 403.
+pub struct StaffUser(pub AuthenticatedUser);
+
+impl FromRequest for StaffUser {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let who = AuthenticatedUser::from_request(req, payload);
+        Box::pin(async move {
+            let who = who.await?;
+            if who.user.is_staff {
+                Ok(StaffUser(who))
+            } else {
+                Err(ApiError::PermissionDenied("staff only").into())
             }
         })
     }

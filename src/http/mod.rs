@@ -3,6 +3,7 @@
 pub mod error;
 pub mod extractors;
 mod mailing;
+mod pagination;
 pub mod routes;
 mod session;
 pub mod state;

@@ -4,6 +4,7 @@
 pub mod groups;
 pub mod outbox;
 pub mod tokens;
+pub mod user_list;
 pub mod users;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};

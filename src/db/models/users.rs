@@ -48,13 +48,29 @@ pub struct NewUser<'a> {
     pub date_joined: NaiveDateTime,
 }
 
-/// The fields a user may change on their own profile; `None` leaves a field as it is.
+/// Changes to a user row; `None` leaves a field as it is. Users change only the profile
+/// fields on themselves; staff may change all of them on anyone.
 #[derive(AsChangeset, Default)]
 #[diesel(table_name = users)]
-pub struct ProfileChanges {
+pub struct UserChanges {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub bio: Option<String>,
+    pub is_active: Option<bool>,
+    pub is_staff: Option<bool>,
+    /// The custom claims object as JSON text.
+    pub claims: Option<String>,
+}
+
+impl UserChanges {
+    fn is_empty(&self) -> bool {
+        self.first_name.is_none()
+            && self.last_name.is_none()
+            && self.bio.is_none()
+            && self.is_active.is_none()
+            && self.is_staff.is_none()
+            && self.claims.is_none()
+    }
 }
 
 /// Which unique key a new user collided with.
@@ -126,12 +142,12 @@ impl User {
             .optional()?)
     }
 
-    pub fn update_profile(
+    pub fn update(
         conn: &mut DbConnection,
         id: &str,
-        changes: &ProfileChanges,
+        changes: &UserChanges,
     ) -> Result<Option<User>, DbError> {
-        if changes.first_name.is_none() && changes.last_name.is_none() && changes.bio.is_none() {
+        if changes.is_empty() {
             // diesel rejects an empty SET clause; nothing to change is a plain read.
             return Self::find(conn, id);
         }
@@ -216,6 +232,17 @@ impl User {
             .returning(users::all_columns)
             .get_result(conn)
             .optional()?)
+    }
+
+    /// Locks the rows of the active staff users until the transaction ends and returns
+    /// their ids. A no-op UPDATE takes row locks on PostgreSQL and the write lock on
+    /// SQLite, so two staff members demoting each other at once cannot leave no staff.
+    pub fn lock_active_staff(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+        let staff = users::table.filter(users::is_staff.eq(true).and(users::is_active.eq(true)));
+        Ok(diesel::update(staff)
+            .set(users::is_staff.eq(true))
+            .returning(users::id)
+            .get_results(conn)?)
     }
 
     /// Deletes the user; their groups and tokens go with them (ON DELETE CASCADE).

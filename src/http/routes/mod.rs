@@ -2,8 +2,10 @@
 
 mod activation;
 mod auth;
+mod groups;
 mod health;
 mod password_reset;
+mod users_admin;
 mod users_me;
 mod well_known;
 
@@ -16,6 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     activation::configure(cfg);
     password_reset::configure(cfg);
     users_me::configure(cfg);
+    users_admin::configure(cfg);
+    groups::configure(cfg);
     well_known::configure(cfg);
     health::configure(cfg);
 }

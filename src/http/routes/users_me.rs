@@ -3,7 +3,8 @@
 use actix_web::{HttpResponse, web};
 
 use super::resource;
-use crate::db::models::users::{ProfileChanges, User};
+use crate::accounts;
+use crate::db::models::users::{User, UserChanges};
 use crate::http::error::ApiError;
 use crate::http::extractors::{AuthenticatedUser, Fields, JsonBody};
 use crate::http::session;
@@ -36,16 +37,17 @@ async fn update_me(
     let last_name = f.optional_name("last_name");
     let bio = f.optional_str("bio");
     let changes = f.finish(|| {
-        Some(ProfileChanges {
+        Some(UserChanges {
             first_name,
             last_name,
             bio,
+            ..UserChanges::default()
         })
     })?;
     let id = who.user.id.clone();
     let user = state
         .db
-        .run(move |conn| User::update_profile(conn, &id, &changes))
+        .run(move |conn| User::update(conn, &id, &changes))
         .await?
         .ok_or_else(|| ApiError::TokenInvalid("user no longer exists".into()))?;
     Ok(HttpResponse::Ok().json(UserView::new(&user, who.groups)))
@@ -82,7 +84,10 @@ async fn delete_me(
     check_current_password(&state, &who.user, &current).await?;
     let id = who.user.id.clone();
     // Tokens and group memberships go with the row (ON DELETE CASCADE).
-    state.db.run(move |conn| User::delete(conn, &id)).await?;
+    state
+        .db
+        .run(move |conn| Ok(accounts::delete(conn, &id)))
+        .await??;
     log::info!(target: "latchkey::accounts", "user {} deleted their account", who.user.id);
     Ok(HttpResponse::NoContent().finish())
 }

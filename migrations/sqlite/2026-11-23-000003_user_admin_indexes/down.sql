@@ -1,0 +1,3 @@
+DROP INDEX users_is_active;
+DROP INDEX users_is_staff;
+DROP INDEX users_last_login;

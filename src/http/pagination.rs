@@ -1,0 +1,168 @@
+//! DRF-style page-number pagination: `page` and `page_size` query parameters and a
+//! `{"count", "next", "previous", "results"}` envelope whose links are absolute URLs.
+
+use serde::Serialize;
+
+use super::error::{ApiError, FieldErrors};
+
+pub const DEFAULT_PAGE_SIZE: u64 = 20;
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// The requested page: 1-based number and size (already capped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub number: u64,
+    pub size: u64,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self {
+            number: 1,
+            size: DEFAULT_PAGE_SIZE,
+        }
+    }
+}
+
+impl PageRequest {
+    /// Takes `page` or `page_size` from a query parameter; `false` if `name` is neither.
+    /// Bad values are recorded in `errors`; a size above the maximum is capped, like DRF.
+    pub fn accept(&mut self, name: &str, value: &str, errors: &mut FieldErrors) -> bool {
+        let slot = match name {
+            "page" => &mut self.number,
+            "page_size" => &mut self.size,
+            _ => return false,
+        };
+        match value.parse::<u64>() {
+            Ok(n) if n >= 1 => *slot = n,
+            _ => errors
+                .entry(name.to_owned())
+                .or_default()
+                .push("A valid integer of at least 1 is required.".into()),
+        }
+        self.size = self.size.min(MAX_PAGE_SIZE);
+        true
+    }
+
+    /// The row offset, or 404 (DRF: "Invalid page") past the last page. The first page
+    /// always exists, empty or not.
+    pub fn offset(&self, count: u64) -> Result<u64, ApiError> {
+        let last = count.div_ceil(self.size).max(1);
+        if self.number > last {
+            return Err(ApiError::NotFound);
+        }
+        Ok((self.number - 1) * self.size)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub count: u64,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub results: Vec<T>,
+}
+
+impl<T> Page<T> {
+    /// The envelope for `results` of page `request` out of `count` items; the links repeat
+    /// the other `query` parameters (in their order) on `base_url`, the first page's link
+    /// without `page`.
+    pub fn new(
+        results: Vec<T>,
+        count: u64,
+        request: PageRequest,
+        base_url: &str,
+        query: &[(String, String)],
+    ) -> Self {
+        let link = |number: u64| {
+            let mut pairs: Vec<(&str, String)> = query
+                .iter()
+                .filter(|(k, _)| k != "page")
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            if number > 1 {
+                pairs.push(("page", number.to_string()));
+            }
+            match serde_urlencoded::to_string(&pairs) {
+                Ok(q) if !q.is_empty() => format!("{base_url}?{q}"),
+                _ => base_url.to_owned(),
+            }
+        };
+        let has_next = request.number.saturating_mul(request.size) < count;
+        Self {
+            count,
+            next: has_next.then(|| link(request.number + 1)),
+            previous: (request.number > 1).then(|| link(request.number - 1)),
+            results,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn sizes_are_capped_and_bad_values_named() {
+        let mut request = PageRequest::default();
+        let mut errors = FieldErrors::new();
+        assert!(request.accept("page_size", "500", &mut errors));
+        assert_eq!(request.size, MAX_PAGE_SIZE);
+        assert!(request.accept("page", "0", &mut errors));
+        assert!(request.accept("page_size", "x", &mut errors));
+        assert!(!request.accept("search", "x", &mut errors));
+        assert_eq!(errors.keys().collect::<Vec<_>>(), ["page", "page_size"]);
+    }
+
+    #[test]
+    fn first_page_always_exists_and_beyond_the_last_is_not_found() {
+        let request = PageRequest {
+            number: 1,
+            size: 20,
+        };
+        assert_eq!(request.offset(0).ok(), Some(0));
+        let third = PageRequest {
+            number: 3,
+            size: 20,
+        };
+        assert_eq!(third.offset(41).ok(), Some(40));
+        assert!(third.offset(40).is_err());
+    }
+
+    #[test]
+    fn links_keep_other_parameters_and_drop_page_one() {
+        let q = query(&[("search", "a b&c"), ("page", "2"), ("page_size", "5")]);
+        let page = Page::new(
+            vec![0; 5],
+            11,
+            PageRequest { number: 2, size: 5 },
+            "http://x/users",
+            &q,
+        );
+        assert_eq!(
+            page.next.as_deref(),
+            Some("http://x/users?search=a+b%26c&page_size=5&page=3")
+        );
+        assert_eq!(
+            page.previous.as_deref(),
+            Some("http://x/users?search=a+b%26c&page_size=5")
+        );
+        let last = Page::new(
+            vec![0],
+            11,
+            PageRequest { number: 3, size: 5 },
+            "http://x/users",
+            &q,
+        );
+        assert_eq!(last.next, None);
+        let only = Page::<u8>::new(vec![], 0, PageRequest::default(), "http://x/users", &[]);
+        assert_eq!((only.next, only.previous), (None, None));
+    }
+}

@@ -1,0 +1,80 @@
+//! Staff administration of groups. Membership is changed through `PATCH /users/{id}`.
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+
+use super::resource;
+use crate::db::DbError;
+use crate::db::models::groups;
+use crate::domain::GroupName;
+use crate::http::error::ApiError;
+use crate::http::extractors::{Fields, JsonBody, StaffUser};
+use crate::http::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/groups")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(resource("/groups/{name}").route(web::delete().to(delete)));
+}
+
+#[derive(Debug, Serialize)]
+struct GroupView {
+    name: String,
+    member_count: i64,
+}
+
+async fn list(state: web::Data<AppState>, _staff: StaffUser) -> Result<HttpResponse, ApiError> {
+    let all = state.db.run(groups::all_with_member_counts).await?;
+    let views: Vec<GroupView> = all
+        .into_iter()
+        .map(|(name, member_count)| GroupView { name, member_count })
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    StaffUser(staff): StaffUser,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let mut f = Fields::new(body);
+    let name = f.required_str("name");
+    let name = name.and_then(|n| f.check("name", GroupName::parse(&n)));
+    let name = f.finish(|| name)?.into_string();
+    let new = name.clone();
+    match state.db.run(move |conn| groups::create(conn, &new)).await {
+        Ok(()) => {}
+        Err(DbError::UniqueViolation(_)) => {
+            return Err(ApiError::Conflict(format!(
+                "a group named {name} already exists"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    log::info!(target: "latchkey::accounts", "staff {} created group {name}", staff.user.id);
+    Ok(HttpResponse::Created().json(GroupView {
+        name,
+        member_count: 0,
+    }))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    StaffUser(staff): StaffUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    let target = name.clone();
+    if !state
+        .db
+        .run(move |conn| groups::delete(conn, &target))
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    log::info!(target: "latchkey::accounts", "staff {} deleted group {name}", staff.user.id);
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,319 @@
+//! Staff administration of users: the paginated, searchable list and reading, changing
+//! and deleting any user. Every handler takes a [`StaffUser`], so authorization happens
+//! before anything else.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::resource;
+use crate::accounts::{self, StaffUpdate};
+use crate::db::models::groups;
+use crate::db::models::user_list::{self, OrderField, UserFilter, UserOrder};
+use crate::db::models::users::{User, UserChanges};
+use crate::domain::{CustomClaims, GroupName, UserId};
+use crate::http::error::{ApiError, FieldErrors};
+use crate::http::extractors::{Fields, JsonBody, StaffUser};
+use crate::http::pagination::{Page, PageRequest};
+use crate::http::state::AppState;
+use crate::http::views::UserView;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/users").route(web::get().to(list)))
+        .service(
+            resource("/users/{id}")
+                .route(web::get().to(read))
+                .route(web::patch().to(update))
+                .route(web::delete().to(delete)),
+        );
+}
+
+/// A parsed `GET /users` query string.
+struct ListQuery {
+    filter: UserFilter,
+    order: UserOrder,
+    page: PageRequest,
+    /// The parameters as given, for the pagination links.
+    pairs: Vec<(String, String)>,
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_order(value: &str) -> Option<UserOrder> {
+    let (descending, name) = match value.strip_prefix('-') {
+        Some(name) => (true, name),
+        None => (false, value),
+    };
+    let field = match name {
+        "username" => OrderField::Username,
+        "email" => OrderField::Email,
+        "date_joined" => OrderField::DateJoined,
+        "last_login" => OrderField::LastLogin,
+        _ => return None,
+    };
+    Some(UserOrder { field, descending })
+}
+
+impl ListQuery {
+    /// Every bad or unknown parameter is reported at once, keyed by its name. Empty values
+    /// count as absent (as django-filter and DRF's SearchFilter treat them).
+    fn parse(raw: &str) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+            .map_err(|e| ApiError::Malformed(format!("bad query string: {e}")))?;
+        let mut query = Self {
+            filter: UserFilter::default(),
+            order: UserOrder::default(),
+            page: PageRequest::default(),
+            pairs: Vec::new(),
+        };
+        let mut errors = FieldErrors::new();
+        let mut bad = |name: &str, message: &str| {
+            errors
+                .entry(name.to_owned())
+                .or_default()
+                .push(message.to_owned())
+        };
+        for (name, value) in &pairs {
+            if value.is_empty() {
+                continue;
+            }
+            let name = name.as_str();
+            match name {
+                "search" => query.filter.search = Some(value.clone()),
+                "group" => query.filter.group = Some(value.clone()),
+                "is_active" | "is_staff" => match parse_bool(value) {
+                    Some(b) if name == "is_active" => query.filter.is_active = Some(b),
+                    Some(b) => query.filter.is_staff = Some(b),
+                    None => bad(name, "Must be true or false."),
+                },
+                "ordering" => match parse_order(value) {
+                    Some(order) => query.order = order,
+                    None => bad(
+                        name,
+                        "Must be one of username, email, date_joined, last_login, optionally prefixed with \"-\".",
+                    ),
+                },
+                _ => {
+                    let mut page_errors = FieldErrors::new();
+                    if query.page.accept(name, value, &mut page_errors) {
+                        for (k, messages) in page_errors {
+                            for m in messages {
+                                bad(&k, &m);
+                            }
+                        }
+                    } else {
+                        bad(name, "Unknown query parameter.");
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        query.pairs = pairs;
+        Ok(query)
+    }
+}
+
+/// What the list query found.
+enum Listing {
+    UnknownGroup,
+    BeyondLastPage,
+    Page {
+        count: u64,
+        users: Vec<User>,
+        groups: HashMap<String, Vec<String>>,
+    },
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    _staff: StaffUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = ListQuery::parse(req.query_string())?;
+    let (filter, order, request) = (query.filter.clone(), query.order, query.page);
+    let listing = state
+        .db
+        .run(move |conn| {
+            if let Some(group) = &filter.group
+                && !groups::exists(conn, group)?
+            {
+                return Ok(Listing::UnknownGroup);
+            }
+            let count = user_list::count(conn, &filter)?.max(0).unsigned_abs();
+            let Ok(offset) = request.offset(count) else {
+                return Ok(Listing::BeyondLastPage);
+            };
+            let (limit, offset) = (request.size as i64, offset as i64);
+            let users = user_list::page(conn, &filter, order, limit, offset)?;
+            let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+            let groups = groups::names_of_each(conn, &ids)?;
+            Ok(Listing::Page {
+                count,
+                users,
+                groups,
+            })
+        })
+        .await?;
+    let (count, users, mut groups) = match listing {
+        Listing::UnknownGroup => {
+            return Err(ApiError::field(
+                "group",
+                vec!["Select a valid choice. That group does not exist.".into()],
+            ));
+        }
+        Listing::BeyondLastPage => return Err(ApiError::NotFound),
+        Listing::Page {
+            count,
+            users,
+            groups,
+        } => (count, users, groups),
+    };
+    let results = users
+        .iter()
+        .map(|u| UserView::new(u, groups.remove(&u.id).unwrap_or_default()))
+        .collect();
+    let base = format!(
+        "{}/users",
+        state.settings.public_url().trim_end_matches('/')
+    );
+    Ok(HttpResponse::Ok().json(Page::new(results, count, request, &base, &query.pairs)))
+}
+
+/// The `{id}` path segment as a user id; anything that is not one is simply not found.
+fn user_id(path: &web::Path<String>) -> Result<String, ApiError> {
+    path.parse::<UserId>()
+        .map(|id| id.to_string())
+        .map_err(|_| ApiError::NotFound)
+}
+
+async fn read(
+    state: web::Data<AppState>,
+    _staff: StaffUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let (user, groups) = state
+        .db
+        .run(move |conn| groups::user_with_groups(conn, &id))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(UserView::new(&user, groups)))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    StaffUser(staff): StaffUser,
+    path: web::Path<String>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let mut f = Fields::new(body);
+    let is_active = f.optional_bool("is_active");
+    let is_staff = f.optional_bool("is_staff");
+    let groups = f.optional_list("groups", |name| {
+        GroupName::parse(name).map(GroupName::into_string)
+    });
+    let claims = f
+        .optional_value("claims")
+        .and_then(|value| f.check("claims", CustomClaims::parse(value)));
+    let first_name = f.optional_name("first_name");
+    let last_name = f.optional_name("last_name");
+    let bio = f.optional_str("bio");
+    // Locking oneself out is refused; the last-staff rule covers everyone else.
+    if staff.user.id == id {
+        if is_staff == Some(false) {
+            f.reject(
+                "is_staff",
+                vec!["You cannot remove your own staff status.".into()],
+            );
+        }
+        if is_active == Some(false) {
+            f.reject(
+                "is_active",
+                vec!["You cannot deactivate your own account.".into()],
+            );
+        }
+    }
+    let update = f.finish(|| {
+        Some(StaffUpdate {
+            changes: UserChanges {
+                first_name,
+                last_name,
+                bio,
+                is_active,
+                is_staff,
+                claims: claims.map(|c| c.to_json()),
+            },
+            groups,
+        })
+    })?;
+    let settings = state.settings.clone();
+    let (user, groups) = state
+        .db
+        .run(move |conn| Ok(accounts::update_by_staff(conn, &settings, &id, update)))
+        .await??;
+    log::info!(target: "latchkey::accounts", "staff {} updated user {}", staff.user.id, user.id);
+    state.outbox.wake();
+    Ok(HttpResponse::Ok().json(UserView::new(&user, groups)))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    StaffUser(staff): StaffUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let target = id.clone();
+    state
+        .db
+        .run(move |conn| Ok(accounts::delete(conn, &target)))
+        .await??;
+    log::info!(target: "latchkey::accounts", "staff {} deleted user {id}", staff.user.id);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_query_reports_every_bad_parameter() {
+        let Err(ApiError::Validation(errors)) =
+            ListQuery::parse("is_active=maybe&ordering=-password&page=0&colour=red")
+        else {
+            panic!("accepted")
+        };
+        let names: Vec<&str> = errors.keys().map(String::as_str).collect();
+        assert_eq!(names, ["colour", "is_active", "ordering", "page"]);
+    }
+
+    #[test]
+    fn list_query_reads_filters_and_ignores_empty_values() {
+        let q = ListQuery::parse(
+            "search=Ada&is_staff=FALSE&is_active=1&ordering=-last_login&group=&page_size=500",
+        )
+        .unwrap_or_else(|_| panic!("rejected"));
+        assert_eq!(q.filter.search.as_deref(), Some("Ada"));
+        assert_eq!(
+            (q.filter.is_active, q.filter.is_staff),
+            (Some(true), Some(false))
+        );
+        assert_eq!(q.filter.group, None);
+        assert_eq!(
+            q.order,
+            UserOrder {
+                field: OrderField::LastLogin,
+                descending: true
+            }
+        );
+        assert_eq!(q.page.size, 100);
+    }
+}
