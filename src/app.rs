@@ -4,10 +4,14 @@
 //! in-flight requests for up to `server.shutdown_timeout`.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
+use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::http::header;
+use actix_web::middleware::{Condition, ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
+use chrono::Utc;
 
 use crate::auth::account_tokens::AccountTokens;
 use crate::auth::hash_pool::HashPool;
@@ -15,13 +19,17 @@ use crate::auth::jwt::TokenService;
 use crate::auth::keys::{KeyError, KeySet};
 use crate::auth::password::PasswordHasher;
 use crate::config::{ConfigError, Settings};
+use crate::db::models::tokens;
 use crate::db::{Database, DatabaseUrl, DbError};
 use crate::domain::PasswordPolicy;
 use crate::email::{MailError, Mailer, worker};
 use crate::http::error::problem_for_foreign_errors;
 use crate::http::extractors::json_config;
+use crate::http::observe::observe;
 use crate::http::routes;
 use crate::http::state::AppState;
+use crate::http::throttle::Throttle;
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -65,22 +73,35 @@ impl Application {
             .map_err(|source| StartupError::Bind { bind, source })?
             .port();
         let server_settings = state.settings.server.clone();
+        let throttle = Throttle::new(&state.settings.throttle)?;
+        throttle.spawn_purge(THROTTLE_PURGE_EVERY);
+        let origins = state.settings.cors.allowed_origins.clone();
         let state = web::Data::new(state);
+        spawn_token_purge(state.db.clone());
         let server = HttpServer::new(move || {
+            // One governor per level: actix-governor's header middleware needs the service
+            // it wraps to have an `Unpin` future, which only a router (app or scope) has.
+            let api = web::scope("").wrap(throttle.user()).service(
+                web::scope("")
+                    .wrap(throttle.anon())
+                    .configure(routes::configure),
+            );
+            // Middleware listed from the innermost out: a request meets them bottom-up.
             App::new()
                 .app_data(state.clone())
                 .app_data(json_config())
-                // One line per request; no query strings or bodies, which may hold secrets.
+                .service(api)
+                .wrap(throttle.login())
+                .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_foreign_errors))
-                .wrap(
-                    Logger::new("%{r}a \"%{METHOD}xi %U\" %s %b %Dms")
-                        .custom_request_replace("METHOD", |req| req.method().to_string()),
-                )
-                .configure(routes::configure)
+                .wrap(from_fn(observe))
                 .default_service(web::to(routes::not_found))
         })
         .workers(server_settings.workers)
         .shutdown_timeout(server_settings.shutdown_timeout.as_secs())
+        .max_connections(MAX_CONNECTIONS_PER_WORKER)
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .listen(listener)
         .map_err(|source| StartupError::Io {
             key: "server.bind",
@@ -98,6 +119,55 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// How often idle throttle keys are forgotten.
+const THROTTLE_PURGE_EVERY: Duration = Duration::from_secs(60);
+/// How often expired refresh-token rows are deleted (`latchkey flush-expired` does the same).
+const TOKEN_PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Open connections per worker thread beyond which new ones wait in the listen backlog.
+const MAX_CONNECTIONS_PER_WORKER: usize = 10_000;
+/// A client must send its request head within this (slowloris); 408 otherwise.
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Browser access for the configured origins only: exact matches, credentials allowed
+/// for them, the headers the API uses, preflights cached for an hour.
+fn cors(origins: &[String]) -> Cors {
+    let cors = origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
+    cors.allowed_methods(["GET", "POST", "PATCH", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allowed_header("x-request-id")
+        .expose_headers([
+            "retry-after",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-request-id",
+        ])
+        .supports_credentials()
+        .max_age(3600)
+}
+
+/// Deletes expired refresh-token rows every [`TOKEN_PURGE_EVERY`], first one period after
+/// start-up. Several replicas doing it too is harmless.
+fn spawn_token_purge(db: Database) {
+    drop(tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + TOKEN_PURGE_EVERY;
+        let mut tick = tokio::time::interval_at(start, TOKEN_PURGE_EVERY);
+        loop {
+            tick.tick().await;
+            let purged = db
+                .run(|conn| tokens::delete_expired(conn, Utc::now(), tokens::PURGE_BATCH))
+                .await;
+            match purged {
+                Ok((tokens, families)) => log::info!(target: "latchkey::db",
+                    "purged {tokens} expired refresh tokens and {families} token families"),
+                Err(e) => log::warn!(target: "latchkey::db", "purging expired tokens failed: {e}"),
+            }
+        }
+    }));
 }
 
 /// Everything the handlers share, from the settings. Starts the email worker, so it must
@@ -121,8 +191,9 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         jwt.leeway,
     );
     let p = &settings.password;
-    let pool =
-        HashPool::new(p.hash_concurrency, p.queue_limit).map_err(|source| StartupError::Io {
+    let metrics = Metrics::new();
+    let pool = HashPool::new(p.hash_concurrency, p.queue_limit, metrics.hash_wait.clone())
+        .map_err(|source| StartupError::Io {
             key: "password.hash_concurrency",
             source,
         })?;
@@ -130,7 +201,12 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     let policy = PasswordPolicy {
         min_length: p.min_length,
     };
-    let outbox = worker::spawn(db.clone(), mailer, settings.email.retry_base);
+    let outbox = worker::spawn(
+        db.clone(),
+        mailer,
+        settings.email.retry_base,
+        metrics.emails.clone(),
+    );
     Ok(AppState {
         settings,
         db,
@@ -139,6 +215,7 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         policy,
         account_tokens,
         outbox,
+        metrics,
     })
 }
 

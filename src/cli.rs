@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand};
 use crate::app::{Application, StartupError};
 use crate::auth::{keys, password};
 use crate::config::{JwtAlgorithm, Settings};
-use crate::db::Database;
 use crate::db::models::users::{NewUser, Taken, User};
 use crate::db::models::{db_time, tokens};
+use crate::db::{Database, DbConnection};
 use crate::domain::{Email, PasswordPolicy, UserId, Username};
 
 #[derive(Parser, Debug)]
@@ -65,7 +65,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
         Command::Migrate => Settings::load().map_err(StartupError::from).and_then(|s| {
-            Database::connect(&s.database, true)?;
+            Database::connect_once(&s.database, true)?;
             println!("migrations applied");
             Ok(())
         }),
@@ -106,19 +106,16 @@ fn serve() -> Result<(), StartupError> {
     })
 }
 
-fn open_database() -> Result<(Settings, Database), StartupError> {
+fn open_database() -> Result<(Settings, DbConnection), StartupError> {
     let settings = Settings::load()?;
-    let db = Database::connect(&settings.database, settings.database.migrate_on_start)?;
-    Ok((settings, db))
+    let conn = Database::connect_once(&settings.database, settings.database.migrate_on_start)?;
+    Ok((settings, conn))
 }
 
 fn flush_expired() -> Result<(), StartupError> {
-    let (_, db) = open_database()?;
-    let deleted = db.run_sync(|conn| tokens::delete_expired(conn, Utc::now()))?;
-    println!(
-        "deleted {deleted} expired token famil{}",
-        if deleted == 1 { "y" } else { "ies" }
-    );
+    let (_, mut conn) = open_database()?;
+    let (tokens, families) = tokens::delete_expired(&mut conn, Utc::now(), tokens::PURGE_BATCH)?;
+    println!("deleted {tokens} expired refresh tokens and {families} expired token families");
     Ok(())
 }
 
@@ -141,7 +138,7 @@ fn createsuperuser(username: &str, email: &str, password_stdin: bool) -> Result<
         key: "password",
         source,
     })?;
-    let (settings, db) = open_database()?;
+    let (settings, mut conn) = open_database()?;
     let policy = PasswordPolicy {
         min_length: settings.password.min_length,
     };
@@ -166,7 +163,7 @@ fn createsuperuser(username: &str, email: &str, password_stdin: bool) -> Result<
         approval_pending: false,
         date_joined: db_time(Utc::now()),
     };
-    match db.run_sync(|conn| User::insert(conn, &new)) {
+    match User::insert(&mut conn, &new) {
         Ok(_) => {
             println!("created staff user {username} ({id})");
             Ok(())

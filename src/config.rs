@@ -4,11 +4,14 @@
 //! names the key (figment carries the key path in its errors).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// All of latchkey's configuration.
@@ -31,7 +34,7 @@ pub struct ServerSettings {
     pub bind: String,
     pub public_url: String,
     #[serde(with = "list")]
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<ProxyNet>,
     pub workers: usize,
     /// How long SIGTERM waits for in-flight requests before closing them.
     #[serde(with = "duration")]
@@ -245,18 +248,18 @@ impl Default for SmtpSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleSettings {
     pub enabled: bool,
-    pub anon: String,
-    pub user: String,
-    pub login: String,
+    pub anon: Rate,
+    pub user: Rate,
+    pub login: Rate,
 }
 
 impl Default for ThrottleSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            anon: "120/minute".into(),
-            user: "1200/minute".into(),
-            login: "10/minute".into(),
+            anon: Rate::per(120, RateUnit::Minute),
+            user: Rate::per(1200, RateUnit::Minute),
+            login: Rate::per(10, RateUnit::Minute),
         }
     }
 }
@@ -267,6 +270,121 @@ pub struct CorsSettings {
     #[serde(with = "list")]
     pub allowed_origins: Vec<String>,
 }
+
+/// A request rate such as `60/minute`: up to `count` requests at once, refilled evenly
+/// over the unit (a token bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub unit: RateUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateUnit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Rate {
+    pub const fn per(count: u32, unit: RateUnit) -> Self {
+        Self { count, unit }
+    }
+
+    /// The time it takes to earn back one request.
+    pub fn replenish_interval(&self) -> Duration {
+        let unit = match self.unit {
+            RateUnit::Second => 1,
+            RateUnit::Minute => 60,
+            RateUnit::Hour => 3600,
+            RateUnit::Day => 86400,
+        };
+        Duration::from_secs(unit) / self.count.max(1)
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid rate {s:?}; use N/second, N/minute, N/hour or N/day");
+        let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let unit = match unit.trim().to_ascii_lowercase().as_str() {
+            "s" | "sec" | "second" => RateUnit::Second,
+            "m" | "min" | "minute" => RateUnit::Minute,
+            "h" | "hour" => RateUnit::Hour,
+            "d" | "day" => RateUnit::Day,
+            _ => return Err(bad()),
+        };
+        if count == 0 {
+            return Err(format!("invalid rate {s:?}: the count must be at least 1"));
+        }
+        Ok(Self { count, unit })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.unit {
+            RateUnit::Second => "second",
+            RateUnit::Minute => "minute",
+            RateUnit::Hour => "hour",
+            RateUnit::Day => "day",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// An entry of `server.trusted_proxies`: a CIDR network, or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyNet(pub IpNet);
+
+impl ProxyNet {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.contains(ip)
+    }
+}
+
+impl FromStr for ProxyNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        s.parse::<IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+            .map(Self)
+            .map_err(|_| format!("invalid address or CIDR network {s:?}"))
+    }
+}
+
+impl fmt::Display for ProxyNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Settings values written as text: serialized with `Display`, read with `FromStr`.
+macro_rules! serde_as_text {
+    ($($ty:ty),*) => {$(
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+serde_as_text!(Rate, ProxyNet);
 
 /// A configuration or start-up error that names what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -426,9 +544,13 @@ mod duration {
     }
 }
 
-/// Lists from a TOML array or from a comma-separated environment variable.
+/// Lists from a TOML array or from a comma-separated environment variable; each item is
+/// parsed with `FromStr`, and a bad item is named in the error.
 mod list {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error};
 
     pub fn serialize<T: Serialize, S: Serializer>(value: &[T], s: S) -> Result<S::Ok, S::Error> {
         value.serialize(s)
@@ -437,7 +559,8 @@ mod list {
     pub fn deserialize<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
     where
         D: Deserializer<'de>,
-        T: From<String>,
+        T: FromStr,
+        T::Err: Display,
     {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -454,7 +577,10 @@ mod list {
                 .collect(),
             Raw::Items(items) => items,
         };
-        Ok(items.into_iter().map(T::from).collect())
+        items
+            .iter()
+            .map(|item| item.parse().map_err(D::Error::custom))
+            .collect()
     }
 }
 
@@ -476,7 +602,13 @@ mod tests {
             let s = Settings::load().map_err(|e| e.to_string())?;
             assert_eq!(s.jwt.access_ttl, Duration::from_secs(300));
             assert_eq!(s.email.smtp.port, 2525);
-            assert_eq!(s.server.trusted_proxies, vec!["10.0.0.0/8", "127.0.0.1"]);
+            let proxies: Vec<String> = s
+                .server
+                .trusted_proxies
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            assert_eq!(proxies, ["10.0.0.0/8", "127.0.0.1/32"]);
             assert_eq!(s.database.url.expose(), "postgres://u:pw@db/x");
             Ok(())
         });

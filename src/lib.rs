@@ -12,3 +12,4 @@ pub mod domain;
 pub mod email;
 pub mod http;
 pub mod logging;
+pub mod metrics;

@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Instant;
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use tokio::sync::oneshot;
 
@@ -24,13 +27,15 @@ pub struct Saturated;
 pub struct HashPool {
     sender: SyncSender<Job>,
     waiting: Arc<AtomicUsize>,
+    /// How long jobs wait for a thread (the queueing delay a login sees on top of bcrypt).
+    wait: Histogram,
 }
 
 /// Hash threads run at this `nice` level, so request handling wins the CPU under load.
 const NICENESS: i32 = 10;
 
 impl HashPool {
-    pub fn new(threads: usize, queue_limit: usize) -> std::io::Result<Self> {
+    pub fn new(threads: usize, queue_limit: usize, wait: Histogram) -> std::io::Result<Self> {
         let (sender, receiver) = sync_channel::<Job>(queue_limit);
         let receiver = Arc::new(Mutex::new(receiver));
         for n in 0..threads {
@@ -42,6 +47,7 @@ impl HashPool {
         Ok(Self {
             sender,
             waiting: Arc::new(AtomicUsize::new(0)),
+            wait,
         })
     }
 
@@ -53,9 +59,12 @@ impl HashPool {
     {
         let (tx, rx) = oneshot::channel();
         let waiting = Arc::clone(&self.waiting);
+        let wait = self.wait.clone();
+        let queued_at = Instant::now();
         waiting.fetch_add(1, Ordering::Relaxed);
         let wrapped: Job = Box::new(move || {
             waiting.fetch_sub(1, Ordering::Relaxed);
+            wait.observe(queued_at.elapsed().as_secs_f64());
             // The requester may have gone away; its result is simply dropped.
             let _ = tx.send(job());
         });
@@ -109,7 +118,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_jobs_and_refuses_beyond_the_queue() {
-        let pool = Arc::new(HashPool::new(1, 1).expect("threads"));
+        let pool = Arc::new(HashPool::new(1, 1, Histogram::new([1.0])).expect("threads"));
         assert_eq!(pool.run(|| 2 + 2).await.ok(), Some(4));
 
         // Occupy the only thread until released.

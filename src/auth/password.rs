@@ -21,6 +21,11 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
+    /// Hash jobs waiting for a thread.
+    pub fn queue_depth(&self) -> usize {
+        self.pool.queue_depth()
+    }
+
     pub fn new(cost: u32, pool: HashPool) -> Self {
         Self {
             cost,

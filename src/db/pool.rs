@@ -127,15 +127,7 @@ impl Database {
     /// promptly), prepares SQLite's WAL mode and runs migrations if asked, then opens the pool.
     pub fn connect(settings: &DatabaseSettings, migrate: bool) -> Result<Self, DbError> {
         let url = DatabaseUrl::parse(settings.url.expose()).map_err(DbError::Unavailable)?;
-        let mut first =
-            Manager::establish(&url).map_err(|e| DbError::Unavailable(e.to_string()))?;
-        if let DbConnection::Sqlite(conn) = &mut first {
-            // WAL is a property of the file: set it once, before the pool opens connections.
-            conn.batch_execute("PRAGMA journal_mode = WAL;")?;
-        }
-        if migrate {
-            super::migrations::run(&mut first)?;
-        }
+        Self::open_one(&url, migrate)?;
         let size = settings.pool_size.unwrap_or(match url {
             DatabaseUrl::Postgres(_) => 16,
             // One writer at a time; more connections only add lock waits.
@@ -148,6 +140,39 @@ impl Database {
             .error_handler(Box::new(LogErrors))
             .build_unchecked(Manager { url });
         Ok(Self { pool })
+    }
+
+    /// One connection without a pool, for one-off commands: a pool's background threads
+    /// could still be connecting when the process exits (which libpq's GSSAPI layer
+    /// answers with an abort).
+    pub fn connect_once(
+        settings: &DatabaseSettings,
+        migrate: bool,
+    ) -> Result<DbConnection, DbError> {
+        let url = DatabaseUrl::parse(settings.url.expose()).map_err(DbError::Unavailable)?;
+        Self::open_one(&url, migrate)
+    }
+
+    /// A direct connection; sets SQLite's WAL mode (a property of the file, set once before
+    /// the pool opens connections) and runs migrations if asked.
+    fn open_one(url: &DatabaseUrl, migrate: bool) -> Result<DbConnection, DbError> {
+        let mut conn = Manager::establish(url).map_err(|e| DbError::Unavailable(e.to_string()))?;
+        if let DbConnection::Sqlite(sqlite) = &mut conn {
+            sqlite.batch_execute("PRAGMA journal_mode = WAL;")?;
+        }
+        if migrate {
+            super::migrations::run(&mut conn)?;
+        }
+        Ok(conn)
+    }
+
+    /// `(idle, in use)` connections of the pool, for the metrics.
+    pub fn connections(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (
+            state.idle_connections,
+            state.connections - state.idle_connections,
+        )
     }
 
     /// Runs blocking diesel work on the blocking thread pool, never on an async worker.
@@ -165,18 +190,6 @@ impl Database {
         })
         .await
         .map_err(|e| DbError::Unavailable(format!("database task failed: {e}")))?
-    }
-
-    /// The same work, from code that is already blocking (CLI commands).
-    pub fn run_sync<T>(
-        &self,
-        work: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
-        let mut conn = self
-            .pool
-            .get()
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
-        work(&mut conn)
     }
 
     /// A database round trip, for readiness.

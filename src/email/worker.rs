@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::Notify;
 
 use super::{Email, Mailer};
 use crate::db::Database;
 use crate::db::models::outbox::{self, QueuedEmail};
+use crate::metrics::OutcomeLabels;
 
 const POLL: Duration = Duration::from_secs(1);
 const BATCH: i64 = 20;
@@ -31,7 +34,12 @@ impl Outbox {
 }
 
 /// Starts the worker on the current runtime; it runs as long as the runtime does.
-pub fn spawn(db: Database, mailer: Mailer, retry_base: Duration) -> Outbox {
+pub fn spawn(
+    db: Database,
+    mailer: Mailer,
+    retry_base: Duration,
+    deliveries: Family<OutcomeLabels, Counter>,
+) -> Outbox {
     let outbox = Outbox::default();
     let wake = Arc::clone(&outbox.wake);
     drop(tokio::spawn(async move {
@@ -43,7 +51,8 @@ pub fn spawn(db: Database, mailer: Mailer, retry_base: Duration) -> Outbox {
                 Ok(batch) => {
                     let full = batch.len() as i64 == BATCH;
                     for queued in batch {
-                        attempt(&db, &mailer, queued, retry_base).await;
+                        let outcome = attempt(&db, &mailer, queued, retry_base).await;
+                        deliveries.get_or_create(&OutcomeLabels { outcome }).inc();
                     }
                     full
                 }
@@ -63,7 +72,13 @@ pub fn spawn(db: Database, mailer: Mailer, retry_base: Duration) -> Outbox {
     outbox
 }
 
-async fn attempt(db: &Database, mailer: &Mailer, queued: QueuedEmail, retry_base: Duration) {
+/// Delivers one message and records the result; returns `sent` or `failed`.
+async fn attempt(
+    db: &Database,
+    mailer: &Mailer,
+    queued: QueuedEmail,
+    retry_base: Duration,
+) -> &'static str {
     let email = Email {
         to: queued.recipient.clone(),
         subject: queued.subject.clone(),
@@ -71,10 +86,13 @@ async fn attempt(db: &Database, mailer: &Mailer, queued: QueuedEmail, retry_base
         html: queued.html_body.clone(),
     };
     let id = queued.id.clone();
-    let result = match mailer.deliver(&email).await {
+    let (outcome, result) = match mailer.deliver(&email).await {
         Ok(()) => {
             log::info!(target: "latchkey::email", "email {id} delivered (attempt {})", queued.attempts);
-            db.run(move |conn| outbox::delivered(conn, &id)).await
+            (
+                "sent",
+                db.run(move |conn| outbox::delivered(conn, &id)).await,
+            )
         }
         Err(why) => {
             let delay = backoff(retry_base, queued.attempts);
@@ -85,13 +103,16 @@ async fn attempt(db: &Database, mailer: &Mailer, queued: QueuedEmail, retry_base
             );
             let retry_at =
                 Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-            db.run(move |conn| outbox::failed(conn, &id, &why, retry_at))
-                .await
+            let failed = db
+                .run(move |conn| outbox::failed(conn, &id, &why, retry_at))
+                .await;
+            ("failed", failed)
         }
     };
     if let Err(e) = result {
         log::warn!(target: "latchkey::email", "cannot update the outbox: {e}");
     }
+    outcome
 }
 
 /// `base`, doubled for each further attempt, at most [`MAX_BACKOFF`].

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use serde_json::json;
 
 use crate::accounts::AccountError;
@@ -44,6 +44,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    #[error("request was throttled; retry in {retry_after} seconds")]
+    Throttled { retry_after: u64 },
     #[error("{detail}")]
     Unavailable { detail: String, retry_after: u64 },
     /// The cause is logged; the client sees a generic message.
@@ -72,6 +74,7 @@ impl ApiError {
             Self::NotFound => ("not_found", "Not found"),
             Self::MethodNotAllowed => ("method_not_allowed", "Method not allowed"),
             Self::Conflict(_) => ("conflict", "Conflict"),
+            Self::Throttled { .. } => ("throttled", "Too many requests"),
             Self::Unavailable { .. } => ("service_unavailable", "Service unavailable"),
             Self::Internal(_) => ("internal_error", "Internal server error"),
         }
@@ -103,12 +106,21 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        self.render(HttpResponse::build(self.status_code()))
+    }
+}
+
+impl ApiError {
+    /// The problem+json response, on a builder that may already carry headers (the
+    /// throttle's rate-limit headers).
+    pub fn render(&self, mut response: HttpResponseBuilder) -> HttpResponse {
         if let Self::Internal(cause) = self {
             log::error!(target: "latchkey::http", "internal error: {cause}");
         }
@@ -124,7 +136,7 @@ impl ResponseError for ApiError {
         if let Self::Validation(errors) = self {
             body["errors"] = json!(errors);
         }
-        let mut response = HttpResponse::build(status);
+        response.status(status);
         response.insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
@@ -141,7 +153,7 @@ impl ResponseError for ApiError {
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 ));
             }
-            Self::Unavailable { retry_after, .. } => {
+            Self::Unavailable { retry_after, .. } | Self::Throttled { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}

@@ -7,11 +7,12 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::error::JsonPayloadError;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldErrors};
 use super::state::AppState;
+use super::throttle::Caller;
 use crate::auth::jwt::{TokenType, Verified};
 use crate::db::models::{groups, users::User};
 use crate::domain::check_name;
@@ -94,17 +95,19 @@ impl Fields {
         !self.errors.is_empty()
     }
 
+    /// Like DRF without `allow_null`: `null` is refused even for an optional field (in a
+    /// PATCH, "set it to null" must not silently mean "leave it alone").
     fn take(&mut self, field: &str, required: bool) -> Option<Value> {
         match self.body.remove(field) {
             None if required => {
                 self.reject(field, vec![REQUIRED.into()]);
                 None
             }
-            Some(Value::Null) if required => {
+            Some(Value::Null) => {
                 self.reject(field, vec!["This field may not be null.".into()]);
                 None
             }
-            Some(Value::Null) | None => None,
+            None => None,
             Some(value) => Some(value),
         }
     }
@@ -127,7 +130,7 @@ impl Fields {
         self.string(field, false)
     }
 
-    /// An optional value of any JSON type (absent or null is `None`), for a domain parser.
+    /// An optional value of any JSON type, for a domain parser.
     pub fn optional_value(&mut self, field: &str) -> Option<Value> {
         self.take(field, false)
     }
@@ -226,14 +229,22 @@ impl FromRequest for AuthenticatedUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let bearer = bearer_token(req);
+        // The throttle already verified the token of this request, if it is on.
+        let checked = req
+            .extensions()
+            .get::<Caller>()
+            .and_then(|c| c.token.clone());
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
             let token = bearer.ok_or(ApiError::NotAuthenticated)?;
-            let verified = state
-                .tokens
-                .verify(&token, Some(TokenType::Access))
-                .map_err(ApiError::from)?;
+            let verified = match checked {
+                Some(verified) => verified,
+                None => state
+                    .tokens
+                    .verify(&token, Some(TokenType::Access))
+                    .map_err(ApiError::from)?,
+            };
             let id = verified.subject.clone();
             let found = state
                 .db
@@ -275,7 +286,7 @@ impl FromRequest for StaffUser {
 }
 
 /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
-fn bearer_token(req: &HttpRequest) -> Option<String> {
+pub fn bearer_token(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::error::{ApiError, FieldErrors};
+use super::error::ApiError;
 
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 pub const MAX_PAGE_SIZE: u64 = 100;
@@ -25,23 +25,23 @@ impl Default for PageRequest {
 }
 
 impl PageRequest {
-    /// Takes `page` or `page_size` from a query parameter; `false` if `name` is neither.
-    /// Bad values are recorded in `errors`; a size above the maximum is capped, like DRF.
-    pub fn accept(&mut self, name: &str, value: &str, errors: &mut FieldErrors) -> bool {
+    /// Takes `page` or `page_size` from a query parameter: `None` if `name` is neither,
+    /// else whether the value is good. A size above the maximum is capped, like DRF.
+    pub fn accept(&mut self, name: &str, value: &str) -> Option<Result<(), &'static str>> {
         let slot = match name {
             "page" => &mut self.number,
             "page_size" => &mut self.size,
-            _ => return false,
+            _ => return None,
         };
-        match value.parse::<u64>() {
-            Ok(n) if n >= 1 => *slot = n,
-            _ => errors
-                .entry(name.to_owned())
-                .or_default()
-                .push("A valid integer of at least 1 is required.".into()),
-        }
+        let parsed = match value.parse::<u64>() {
+            Ok(n) if n >= 1 => {
+                *slot = n;
+                Ok(())
+            }
+            _ => Err("A valid integer of at least 1 is required."),
+        };
         self.size = self.size.min(MAX_PAGE_SIZE);
-        true
+        Some(parsed)
     }
 
     /// The row offset, or 404 (DRF: "Invalid page") past the last page. The first page
@@ -65,8 +65,8 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// The envelope for `results` of page `request` out of `count` items; the links repeat
-    /// the other `query` parameters (in their order) on `base_url`, the first page's link
-    /// without `page`.
+    /// the other `query` parameters on `base_url`, sorted by name as DRF does, the first
+    /// page's link without `page`.
     pub fn new(
         results: Vec<T>,
         count: u64,
@@ -83,6 +83,7 @@ impl<T> Page<T> {
             if number > 1 {
                 pairs.push(("page", number.to_string()));
             }
+            pairs.sort_by(|a, b| a.0.cmp(b.0));
             match serde_urlencoded::to_string(&pairs) {
                 Ok(q) if !q.is_empty() => format!("{base_url}?{q}"),
                 _ => base_url.to_owned(),
@@ -112,13 +113,11 @@ mod tests {
     #[test]
     fn sizes_are_capped_and_bad_values_named() {
         let mut request = PageRequest::default();
-        let mut errors = FieldErrors::new();
-        assert!(request.accept("page_size", "500", &mut errors));
+        assert_eq!(request.accept("page_size", "500"), Some(Ok(())));
         assert_eq!(request.size, MAX_PAGE_SIZE);
-        assert!(request.accept("page", "0", &mut errors));
-        assert!(request.accept("page_size", "x", &mut errors));
-        assert!(!request.accept("search", "x", &mut errors));
-        assert_eq!(errors.keys().collect::<Vec<_>>(), ["page", "page_size"]);
+        assert!(matches!(request.accept("page", "0"), Some(Err(_))));
+        assert!(matches!(request.accept("page_size", ""), Some(Err(_))));
+        assert_eq!(request.accept("search", "x"), None);
     }
 
     #[test]
@@ -148,11 +147,11 @@ mod tests {
         );
         assert_eq!(
             page.next.as_deref(),
-            Some("http://x/users?search=a+b%26c&page_size=5&page=3")
+            Some("http://x/users?page=3&page_size=5&search=a+b%26c")
         );
         assert_eq!(
             page.previous.as_deref(),
-            Some("http://x/users?search=a+b%26c&page_size=5")
+            Some("http://x/users?page_size=5&search=a+b%26c")
         );
         let last = Page::new(
             vec![0],

@@ -101,6 +101,7 @@ pub async fn rotate(
             "user no longer exists or is inactive".into(),
         )),
         (Rotation::Reused, _) => {
+            state.metrics.refresh_reuse.inc();
             log::warn!(target: "latchkey::auth", "refresh token reuse detected for user {user_id}; family revoked");
             Err(ApiError::TokenReused)
         }
@@ -151,6 +152,8 @@ fn pair(
         .tokens
         .issue_access(&subject, Utc::now())
         .map_err(signing)?;
+    state.metrics.count_tokens("access");
+    state.metrics.count_tokens("refresh");
     Ok(TokenPair {
         access_token,
         refresh_token,

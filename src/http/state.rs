@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::db::Database;
 use crate::domain::PasswordPolicy;
 use crate::email::worker::Outbox;
+use crate::metrics::Metrics;
 
 pub struct AppState {
     pub settings: Settings,
@@ -17,4 +18,5 @@ pub struct AppState {
     pub policy: PasswordPolicy,
     pub account_tokens: AccountTokens,
     pub outbox: Outbox,
+    pub metrics: Metrics,
 }

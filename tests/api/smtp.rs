@@ -91,9 +91,9 @@ async fn approve(app: &TestApp, user_id: &str) -> bool {
     let settings = app.settings.clone();
     let user_id = user_id.to_owned();
     tokio::task::spawn_blocking(move || {
-        let db = Database::connect(&settings.database, false).expect("cannot open the database");
-        db.run_sync(|conn| latchkey::accounts::approve(conn, &settings, &user_id))
-            .expect("approve failed")
+        let mut conn =
+            Database::connect_once(&settings.database, false).expect("cannot open the database");
+        latchkey::accounts::approve(&mut conn, &settings, &user_id).expect("approve failed")
     })
     .await
     .expect("approve task panicked")

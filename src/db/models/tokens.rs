@@ -290,11 +290,52 @@ pub fn liveness(conn: &mut DbConnection, family_id: &str, jti: &str) -> Result<L
     })
 }
 
-/// Deletes families whose last token has expired; their tokens and blacklist rows go with
-/// them. Returns how many families were deleted.
-pub fn delete_expired(conn: &mut DbConnection, now: DateTime<Utc>) -> Result<usize, DbError> {
-    Ok(
-        diesel::delete(token_families::table.filter(token_families::expires_at.lt(db_time(now))))
-            .execute(conn)?,
-    )
+/// Rows deleted per statement by [`delete_expired`].
+pub const PURGE_BATCH: i64 = 1000;
+
+/// Deletes expired refresh-token rows, `batch` at a time so no statement holds locks for
+/// long: first expired tokens (their blacklist rows go with them), which keeps a
+/// long-lived, often-rotated family from piling up rows, then families whose last token
+/// has expired. An expired token fails verification before any lookup, so nothing
+/// deleted here was still needed. Returns how many tokens and families were deleted.
+pub fn delete_expired(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> Result<(usize, usize), DbError> {
+    let cutoff = db_time(now);
+    let tokens = in_batches(batch, || {
+        let doomed: Vec<String> = outstanding_tokens::table
+            .filter(outstanding_tokens::expires_at.lt(cutoff))
+            .select(outstanding_tokens::jti)
+            .limit(batch)
+            .load(conn)?;
+        diesel::delete(outstanding_tokens::table.filter(outstanding_tokens::jti.eq_any(doomed)))
+            .execute(conn)
+    })?;
+    let families = in_batches(batch, || {
+        let doomed: Vec<String> = token_families::table
+            .filter(token_families::expires_at.lt(cutoff))
+            .select(token_families::id)
+            .limit(batch)
+            .load(conn)?;
+        diesel::delete(token_families::table.filter(token_families::id.eq_any(doomed)))
+            .execute(conn)
+    })?;
+    Ok((tokens, families))
+}
+
+/// Repeats a deletion of at most `batch` rows until one deletes fewer; the total.
+fn in_batches(
+    batch: i64,
+    mut delete: impl FnMut() -> Result<usize, diesel::result::Error>,
+) -> Result<usize, DbError> {
+    let mut total = 0;
+    loop {
+        let n = delete()?;
+        total += n;
+        if (n as i64) < batch {
+            return Ok(total);
+        }
+    }
 }

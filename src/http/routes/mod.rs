@@ -4,6 +4,7 @@ mod activation;
 mod auth;
 mod groups;
 mod health;
+mod metrics;
 mod password_reset;
 mod users_admin;
 mod users_me;
@@ -22,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     groups::configure(cfg);
     well_known::configure(cfg);
     health::configure(cfg);
+    metrics::configure(cfg);
 }
 
 /// A resource whose unrouted methods answer 405 `method_not_allowed`.

@@ -61,9 +61,10 @@ fn parse_order(value: &str) -> Option<UserOrder> {
 }
 
 impl ListQuery {
-    /// Every bad or unknown parameter is reported at once, keyed by its name. Empty values
-    /// count as absent (as django-filter and DRF's SearchFilter treat them).
-    fn parse(raw: &str) -> Result<Self, ApiError> {
+    /// Every bad or unknown parameter is recorded in `errors`, keyed by its name. An empty
+    /// `search` or `group` means no filter (an empty search box); other empty values are
+    /// errors.
+    fn parse(raw: &str, errors: &mut FieldErrors) -> Result<Self, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
             .map_err(|e| ApiError::Malformed(format!("bad query string: {e}")))?;
         let mut query = Self {
@@ -72,49 +73,29 @@ impl ListQuery {
             page: PageRequest::default(),
             pairs: Vec::new(),
         };
-        let mut errors = FieldErrors::new();
-        let mut bad = |name: &str, message: &str| {
-            errors
-                .entry(name.to_owned())
-                .or_default()
-                .push(message.to_owned())
-        };
         for (name, value) in &pairs {
-            if value.is_empty() {
-                continue;
-            }
             let name = name.as_str();
-            match name {
-                "search" => query.filter.search = Some(value.clone()),
-                "group" => query.filter.group = Some(value.clone()),
-                "is_active" | "is_staff" => match parse_bool(value) {
-                    Some(b) if name == "is_active" => query.filter.is_active = Some(b),
-                    Some(b) => query.filter.is_staff = Some(b),
-                    None => bad(name, "Must be true or false."),
-                },
-                "ordering" => match parse_order(value) {
-                    Some(order) => query.order = order,
-                    None => bad(
-                        name,
-                        "Must be one of username, email, date_joined, last_login, optionally prefixed with \"-\".",
-                    ),
-                },
-                _ => {
-                    let mut page_errors = FieldErrors::new();
-                    if query.page.accept(name, value, &mut page_errors) {
-                        for (k, messages) in page_errors {
-                            for m in messages {
-                                bad(&k, &m);
-                            }
-                        }
-                    } else {
-                        bad(name, "Unknown query parameter.");
-                    }
-                }
+            let text = || Ok((!value.is_empty()).then(|| value.clone()));
+            let boolean = || parse_bool(value).map(Some).ok_or("Must be true or false.");
+            let parsed = match name {
+                "search" => text().map(|t| query.filter.search = t),
+                "group" => text().map(|t| query.filter.group = t),
+                "is_active" => boolean().map(|b| query.filter.is_active = b),
+                "is_staff" => boolean().map(|b| query.filter.is_staff = b),
+                "ordering" => parse_order(value)
+                    .map(|order| query.order = order)
+                    .ok_or("Must be one of username, email, date_joined, last_login, optionally prefixed with \"-\"."),
+                _ => query
+                    .page
+                    .accept(name, value)
+                    .unwrap_or(Err("Unknown query parameter.")),
+            };
+            if let Err(message) = parsed {
+                errors
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push(message.to_owned());
             }
-        }
-        if !errors.is_empty() {
-            return Err(ApiError::Validation(errors));
         }
         query.pairs = pairs;
         Ok(query)
@@ -124,6 +105,8 @@ impl ListQuery {
 /// What the list query found.
 enum Listing {
     UnknownGroup,
+    /// Other parameters were bad (reported with an unknown group, if any).
+    Invalid,
     BeyondLastPage,
     Page {
         count: u64,
@@ -137,8 +120,10 @@ async fn list(
     _staff: StaffUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = ListQuery::parse(req.query_string())?;
+    let mut errors = FieldErrors::new();
+    let query = ListQuery::parse(req.query_string(), &mut errors)?;
     let (filter, order, request) = (query.filter.clone(), query.order, query.page);
+    let valid = errors.is_empty();
     let listing = state
         .db
         .run(move |conn| {
@@ -146,6 +131,9 @@ async fn list(
                 && !groups::exists(conn, group)?
             {
                 return Ok(Listing::UnknownGroup);
+            }
+            if !valid {
+                return Ok(Listing::Invalid);
             }
             let count = user_list::count(conn, &filter)?.max(0).unsigned_abs();
             let Ok(offset) = request.offset(count) else {
@@ -164,11 +152,13 @@ async fn list(
         .await?;
     let (count, users, mut groups) = match listing {
         Listing::UnknownGroup => {
-            return Err(ApiError::field(
-                "group",
+            errors.insert(
+                "group".into(),
                 vec!["Select a valid choice. That group does not exist.".into()],
-            ));
+            );
+            return Err(ApiError::Validation(errors));
         }
+        Listing::Invalid => return Err(ApiError::Validation(errors)),
         Listing::BeyondLastPage => return Err(ApiError::NotFound),
         Listing::Page {
             count,
@@ -286,17 +276,18 @@ mod tests {
 
     #[test]
     fn list_query_reports_every_bad_parameter() {
-        let Err(ApiError::Validation(errors)) =
-            ListQuery::parse("is_active=maybe&ordering=-password&page=0&colour=red")
-        else {
-            panic!("accepted")
-        };
+        let mut errors = FieldErrors::new();
+        let raw = "is_active=maybe&ordering=-password&page=0&colour=red&page_size=";
+        assert!(ListQuery::parse(raw, &mut errors).is_ok());
         let names: Vec<&str> = errors.keys().map(String::as_str).collect();
-        assert_eq!(names, ["colour", "is_active", "ordering", "page"]);
+        assert_eq!(
+            names,
+            ["colour", "is_active", "ordering", "page", "page_size"]
+        );
     }
 
     #[test]
-    fn list_query_reads_filters_and_ignores_empty_values() {
+    fn list_query_reads_filters_and_ignores_an_empty_group() {
         let q = ListQuery::parse(
             "search=Ada&is_staff=FALSE&is_active=1&ordering=-last_login&group=&page_size=500",
         )

@@ -1,0 +1,226 @@
+//! Throttling with actix-governor, in the three scopes of API.md: `anon` (per client IP,
+//! requests without a valid access token), `user` (per user id, requests with one) and
+//! `login` (per client IP, one bucket over the credential endpoints). Each scope is one
+//! governor whose key extractor answers [`ThrottleKey::Exempt`] for requests outside the
+//! scope; exempt keys are whitelisted. Probes, metrics and `/.well-known/*` are never
+//! throttled.
+//!
+//! Who is asking ([`Caller`]) is worked out once per request and kept in the request's
+//! extensions, so the access token is verified once for the throttle and the handler.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use actix_governor::governor::NotUntil;
+use actix_governor::governor::clock::{Clock, DefaultClock, QuantaInstant};
+use actix_governor::governor::middleware::StateInformationMiddleware;
+use actix_governor::{
+    Governor, GovernorConfig, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError,
+};
+use actix_web::dev::ServiceRequest;
+use actix_web::http::{Method, header};
+use actix_web::{HttpMessage, HttpResponse, HttpResponseBuilder, web};
+
+use super::client_ip::client_ip;
+use super::error::ApiError;
+use super::extractors::bearer_token;
+use super::state::AppState;
+use crate::auth::jwt::{TokenType, Verified};
+use crate::config::{ConfigError, Rate, ThrottleSettings};
+
+/// The caller of a request: the client address and, if it presented a valid access
+/// token, the token.
+#[derive(Clone)]
+pub struct Caller {
+    pub ip: Option<IpAddr>,
+    pub token: Option<Verified>,
+}
+
+impl Caller {
+    /// The caller of `req`, computed on first use and then kept with the request.
+    pub fn of(req: &ServiceRequest) -> Caller {
+        if let Some(caller) = req.extensions().get::<Caller>() {
+            return caller.clone();
+        }
+        let ip = Self::client_ip(req);
+        let state = req.app_data::<web::Data<AppState>>();
+        let token = state
+            .zip(bearer_token(req.request()))
+            .and_then(|(state, token)| state.tokens.verify(&token, Some(TokenType::Access)).ok());
+        let caller = Caller { ip, token };
+        req.extensions_mut().insert(caller.clone());
+        caller
+    }
+}
+
+impl Caller {
+    /// The client address alone (see [`client_ip`]).
+    pub fn client_ip(req: &ServiceRequest) -> Option<IpAddr> {
+        let state = req.app_data::<web::Data<AppState>>();
+        let trusted = state.map_or(&[][..], |s| &s.settings.server.trusted_proxies[..]);
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        client_ip(
+            req.peer_addr().map(|a| a.ip().to_canonical()),
+            &forwarded,
+            trusted,
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ThrottleKey {
+    /// Not in this scope: let through without counting.
+    Exempt,
+    Client(IpAddr),
+    User(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Anon,
+    User,
+    Login,
+}
+
+/// The endpoints that take credentials or send mail to an address (API.md, Throttling).
+const CREDENTIAL_PATHS: &[&str] = &[
+    "/auth/login",
+    "/auth/register",
+    "/auth/password/reset",
+    "/auth/activate/resend",
+];
+
+fn never_throttled(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/.well-known/")
+}
+
+/// IPv6 clients are counted per /64, the block one subscriber usually holds; otherwise a
+/// single host could rotate through addresses and never be throttled.
+fn client_key(ip: IpAddr) -> ThrottleKey {
+    match ip {
+        IpAddr::V6(v6) => {
+            let net = u128::from(v6) & !((1u128 << 64) - 1);
+            ThrottleKey::Client(IpAddr::V6(net.into()))
+        }
+        v4 => ThrottleKey::Client(v4),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ScopeKey {
+    scope: Scope,
+    /// `throttle.enabled`: when off, every request is exempt (the middleware stays in
+    /// place, so the app has one shape either way).
+    enabled: bool,
+}
+
+impl KeyExtractor for ScopeKey {
+    type Key = ThrottleKey;
+    type KeyExtractionError = SimpleKeyExtractionError<&'static str>;
+
+    fn extract(&self, req: &ServiceRequest) -> Result<ThrottleKey, Self::KeyExtractionError> {
+        let path = req.path();
+        if !self.enabled || never_throttled(path) {
+            return Ok(ThrottleKey::Exempt);
+        }
+        let caller = Caller::of(req);
+        let ip_key = || caller.ip.map_or(ThrottleKey::Exempt, client_key);
+        Ok(match self.scope {
+            Scope::Login if req.method() == Method::POST && CREDENTIAL_PATHS.contains(&path) => {
+                ip_key()
+            }
+            Scope::Login => ThrottleKey::Exempt,
+            Scope::Anon if caller.token.is_none() => ip_key(),
+            Scope::User => match &caller.token {
+                Some(token) => ThrottleKey::User(token.subject.clone()),
+                None => ThrottleKey::Exempt,
+            },
+            Scope::Anon => ThrottleKey::Exempt,
+        })
+    }
+
+    fn exceed_rate_limit_response(
+        &self,
+        negative: &NotUntil<QuantaInstant>,
+        mut response: HttpResponseBuilder,
+    ) -> HttpResponse {
+        // Rounded up: "retry in 0 seconds" would invite an immediate, futile retry.
+        let wait = negative.wait_time_from(DefaultClock::default().now());
+        let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response.insert_header((header::RETRY_AFTER, retry_after));
+        response.insert_header(("x-ratelimit-after", retry_after));
+        ApiError::Throttled { retry_after }.render(response)
+    }
+
+    fn whitelisted_keys(&self) -> Vec<ThrottleKey> {
+        vec![ThrottleKey::Exempt]
+    }
+}
+
+pub type ScopeConfig = GovernorConfig<ScopeKey, StateInformationMiddleware>;
+
+/// The three scopes' governors, built once and shared by every worker (each holds its
+/// keyed rate limiter behind an `Arc`).
+#[derive(Clone)]
+pub struct Throttle {
+    pub anon: ScopeConfig,
+    pub user: ScopeConfig,
+    pub login: ScopeConfig,
+}
+
+fn scope(name: &str, scope: Scope, rate: Rate, enabled: bool) -> Result<ScopeConfig, ConfigError> {
+    GovernorConfigBuilder::default()
+        .period(rate.replenish_interval())
+        .burst_size(rate.count)
+        .key_extractor(ScopeKey { scope, enabled })
+        .use_headers()
+        .finish()
+        .ok_or_else(|| ConfigError(format!("`throttle.{name}`: rate {rate} is too high")))
+}
+
+impl Throttle {
+    pub fn new(settings: &ThrottleSettings) -> Result<Self, ConfigError> {
+        let on = settings.enabled;
+        Ok(Self {
+            anon: scope("anon", Scope::Anon, settings.anon, on)?,
+            user: scope("user", Scope::User, settings.user, on)?,
+            login: scope("login", Scope::Login, settings.login, on)?,
+        })
+    }
+
+    pub fn anon(&self) -> Governor<ScopeKey, StateInformationMiddleware> {
+        Governor::new(&self.anon)
+    }
+
+    pub fn user(&self) -> Governor<ScopeKey, StateInformationMiddleware> {
+        Governor::new(&self.user)
+    }
+
+    pub fn login(&self) -> Governor<ScopeKey, StateInformationMiddleware> {
+        Governor::new(&self.login)
+    }
+
+    /// Forgets keys whose buckets are full again, so memory stays bounded by the clients
+    /// seen in the last few minutes. Runs until the server's runtime stops.
+    pub fn spawn_purge(&self, every: Duration) {
+        let limiters = [
+            self.anon.limiter().clone(),
+            self.user.limiter().clone(),
+            self.login.limiter().clone(),
+        ];
+        drop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                for limiter in &limiters {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
+            }
+        }));
+    }
+}
