@@ -288,10 +288,10 @@ mod tests {
 
     #[test]
     fn list_query_reads_filters_and_ignores_an_empty_group() {
-        let q = ListQuery::parse(
-            "search=Ada&is_staff=FALSE&is_active=1&ordering=-last_login&group=&page_size=500",
-        )
-        .unwrap_or_else(|_| panic!("rejected"));
+        let mut errors = FieldErrors::new();
+        let raw = "search=Ada&is_staff=FALSE&is_active=1&ordering=-last_login&group=&page_size=500";
+        let q = ListQuery::parse(raw, &mut errors).unwrap_or_else(|_| panic!("rejected"));
+        assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(q.filter.search.as_deref(), Some("Ada"));
         assert_eq!(
             (q.filter.is_active, q.filter.is_staff),
