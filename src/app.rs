@@ -159,7 +159,7 @@ fn spawn_token_purge(db: Database) {
         loop {
             tick.tick().await;
             let purged = db
-                .run(|conn| tokens::delete_expired(conn, Utc::now(), tokens::PURGE_BATCH))
+                .write(|conn| tokens::delete_expired(conn, Utc::now(), tokens::PURGE_BATCH))
                 .await;
             match purged {
                 Ok((tokens, families)) => log::info!(target: "latchkey::db",

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::R2D2Connection;
@@ -120,6 +121,11 @@ impl r2d2::ManageConnection for Manager {
 #[derive(Clone)]
 pub struct Database {
     pool: r2d2::Pool<Manager>,
+    /// SQLite only: write work takes this first. SQLite admits one writer at a time and
+    /// makes the others poll with growing sleeps (up to 100 ms each), which puts long
+    /// tails on every write under contention; queueing writers in-process instead hands
+    /// the lock over at once. Other processes (the CLI) still meet `busy_timeout`.
+    writer: Option<Arc<Mutex<()>>>,
 }
 
 impl Database {
@@ -128,18 +134,19 @@ impl Database {
     pub fn connect(settings: &DatabaseSettings, migrate: bool) -> Result<Self, DbError> {
         let url = DatabaseUrl::parse(settings.url.expose()).map_err(DbError::Unavailable)?;
         Self::open_one(&url, migrate)?;
-        let size = settings.pool_size.unwrap_or(match url {
+        let size = settings.pool_size.unwrap_or(match &url {
             DatabaseUrl::Postgres(_) => 16,
             // One writer at a time; more connections only add lock waits.
             DatabaseUrl::Sqlite(_) => 8,
         });
+        let writer = matches!(url, DatabaseUrl::Sqlite(_)).then(Arc::default);
         let pool = r2d2::Pool::builder()
             .max_size(size)
             .min_idle(Some(1))
             .connection_timeout(settings.connect_timeout)
             .error_handler(Box::new(LogErrors))
             .build_unchecked(Manager { url });
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     /// One connection without a pool, for one-off commands: a pool's background threads
@@ -183,6 +190,29 @@ impl Database {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| DbError::Unavailable(format!("database task failed: {e}")))?
+    }
+
+    /// Like [`Database::run`], for work that writes: on SQLite it waits for the
+    /// in-process writer lock before taking a connection.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock only means another writer panicked; the database is intact.
+            let _turn = writer
+                .as_deref()
+                .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
             let mut conn = pool
                 .get()
                 .map_err(|e| DbError::Unavailable(e.to_string()))?;

@@ -45,7 +45,7 @@ pub fn spawn(
     drop(tokio::spawn(async move {
         loop {
             let claimed = db
-                .run(|conn| outbox::claim_due(conn, Utc::now(), BATCH, LEASE))
+                .write(|conn| outbox::claim_due(conn, Utc::now(), BATCH, LEASE))
                 .await;
             let full_batch = match claimed {
                 Ok(batch) => {
@@ -91,7 +91,7 @@ async fn attempt(
             log::info!(target: "latchkey::email", "email {id} delivered (attempt {})", queued.attempts);
             (
                 "sent",
-                db.run(move |conn| outbox::delivered(conn, &id)).await,
+                db.write(move |conn| outbox::delivered(conn, &id)).await,
             )
         }
         Err(why) => {
@@ -104,7 +104,7 @@ async fn attempt(
             let retry_at =
                 Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
             let failed = db
-                .run(move |conn| outbox::failed(conn, &id, &why, retry_at))
+                .write(move |conn| outbox::failed(conn, &id, &why, retry_at))
                 .await;
             ("failed", failed)
         }

@@ -44,7 +44,7 @@ pub fn send_later(state: &web::Data<AppState>, email: Email) {
     actix_web::rt::spawn(async move {
         let queued = state
             .db
-            .run(move |conn| {
+            .write(move |conn| {
                 let new = NewEmail {
                     recipient: &email.to,
                     subject: &email.subject,

@@ -31,7 +31,7 @@ pub async fn open(
     let id = user_id.to_owned();
     let (user, groups) = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             let first = Issued {
                 jti: &jti,
                 family_id: &family,
@@ -74,7 +74,7 @@ pub async fn rotate(
     );
     let (rotation, found) = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             let successor = Issued {
                 jti: &jti,
                 family_id: &family,
@@ -121,7 +121,7 @@ pub async fn replace_password(
     let (id, old_hash) = (user.id.clone(), user.password_hash.clone());
     let changed = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             let changed = User::replace_password_hash(conn, &id, &old_hash, &hash)?;
             if changed {
                 tokens::revoke_user_families(conn, &id, None, why, Utc::now())?;

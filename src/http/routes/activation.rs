@@ -71,7 +71,7 @@ async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
     // Lost a race with another use of the same link: the token is spent.
     let user = state
         .db
-        .run(move |conn| User::activate(conn, &id))
+        .write(move |conn| User::activate(conn, &id))
         .await?
         .ok_or_else(bad_token)?;
     log::info!(target: "latchkey::accounts", "user {} activated", user.id);

@@ -105,7 +105,7 @@ async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
         let (first_name, last_name, bio) = (r.first_name, r.last_name, r.bio);
         state
             .db
-            .run(move |conn| {
+            .write(move |conn| {
                 let new = NewUser {
                     id: &id,
                     username: &username,
@@ -251,7 +251,7 @@ async fn logout(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespon
         .ok_or_else(|| ApiError::TokenInvalid("refresh token lacks its family".into()))?;
     state
         .db
-        .run(move |conn| tokens::revoke_family(conn, &claims.fam, "logout", Utc::now()))
+        .write(move |conn| tokens::revoke_family(conn, &claims.fam, "logout", Utc::now()))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -263,7 +263,7 @@ async fn logout_all(
     let id = who.user.id;
     let revoked = state
         .db
-        .run(move |conn| tokens::revoke_user_families(conn, &id, None, "logout_all", Utc::now()))
+        .write(move |conn| tokens::revoke_user_families(conn, &id, None, "logout_all", Utc::now()))
         .await?;
     log::info!(target: "latchkey::accounts", "logout everywhere: {revoked} session(s) revoked");
     Ok(HttpResponse::NoContent().finish())

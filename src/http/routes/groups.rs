@@ -45,7 +45,7 @@ async fn create(
     let name = name.and_then(|n| f.check("name", GroupName::parse(&n)));
     let name = f.finish(|| name)?.into_string();
     let new = name.clone();
-    match state.db.run(move |conn| groups::create(conn, &new)).await {
+    match state.db.write(move |conn| groups::create(conn, &new)).await {
         Ok(()) => {}
         Err(DbError::UniqueViolation(_)) => {
             return Err(ApiError::Conflict(format!(
@@ -70,7 +70,7 @@ async fn delete(
     let target = name.clone();
     if !state
         .db
-        .run(move |conn| groups::delete(conn, &target))
+        .write(move |conn| groups::delete(conn, &target))
         .await?
     {
         return Err(ApiError::NotFound);

@@ -248,7 +248,7 @@ async fn update(
     let settings = state.settings.clone();
     let (user, groups) = state
         .db
-        .run(move |conn| Ok(accounts::update_by_staff(conn, &settings, &id, update)))
+        .write(move |conn| Ok(accounts::update_by_staff(conn, &settings, &id, update)))
         .await??;
     log::info!(target: "latchkey::accounts", "staff {} updated user {}", staff.user.id, user.id);
     state.outbox.wake();
@@ -264,7 +264,7 @@ async fn delete(
     let target = id.clone();
     state
         .db
-        .run(move |conn| Ok(accounts::delete(conn, &target)))
+        .write(move |conn| Ok(accounts::delete(conn, &target)))
         .await??;
     log::info!(target: "latchkey::accounts", "staff {} deleted user {id}", staff.user.id);
     Ok(HttpResponse::NoContent().finish())

@@ -47,7 +47,7 @@ async fn update_me(
     let id = who.user.id.clone();
     let user = state
         .db
-        .run(move |conn| User::update(conn, &id, &changes))
+        .write(move |conn| User::update(conn, &id, &changes))
         .await?
         .ok_or_else(|| ApiError::TokenInvalid("user no longer exists".into()))?;
     Ok(HttpResponse::Ok().json(UserView::new(&user, who.groups)))
@@ -86,7 +86,7 @@ async fn delete_me(
     // Tokens and group memberships go with the row (ON DELETE CASCADE).
     state
         .db
-        .run(move |conn| Ok(accounts::delete(conn, &id)))
+        .write(move |conn| Ok(accounts::delete(conn, &id)))
         .await??;
     log::info!(target: "latchkey::accounts", "user {} deleted their account", who.user.id);
     Ok(HttpResponse::NoContent().finish())
