@@ -22,6 +22,8 @@ pub enum ApiError {
     Malformed(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("validation failed")]
     Validation(FieldErrors),
     #[error("no active account found with the given credentials")]
@@ -63,6 +65,7 @@ impl ApiError {
         match self {
             Self::Malformed(_) => ("malformed_request", "Malformed request"),
             Self::PayloadTooLarge(_) => ("payload_too_large", "Payload too large"),
+            Self::RequestTimeout => ("request_timeout", "Request timeout"),
             Self::Validation(_) => ("validation_failed", "Validation failed"),
             Self::InvalidCredentials => ("invalid_credentials", "Invalid credentials"),
             Self::AccountInactive(_) => ("account_inactive", "Account inactive"),
@@ -97,6 +100,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Malformed(_) | Self::Validation(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::InvalidCredentials
             | Self::NotAuthenticated
             | Self::TokenInvalid(_)

@@ -20,6 +20,9 @@ use crate::domain::check_name;
 /// Largest accepted request body (API.md: 64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// How long a client may take to send its whole body, once the head has arrived.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// JSON bodies: size-capped, `application/json` required, errors as problem+json.
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
@@ -53,7 +56,12 @@ impl FromRequest for JsonBody {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let json = web::Json::<Value>::from_request(req, payload);
         Box::pin(async move {
-            match json.await?.into_inner() {
+            // The server's own timeout covers only the request head; a client that stalls
+            // mid-body would otherwise hold its connection and a worker's attention forever.
+            let json = tokio::time::timeout(BODY_TIMEOUT, json)
+                .await
+                .map_err(|_| ApiError::RequestTimeout)?;
+            match json?.into_inner() {
                 Value::Object(map) => Ok(JsonBody(map)),
                 _ => Err(ApiError::Malformed("body must be a JSON object".into()).into()),
             }
