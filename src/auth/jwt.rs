@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::keys::KeySet;
+use super::verified_cache::VerifiedCache;
 use crate::domain::RESERVED_CLAIMS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +79,7 @@ pub struct TokenService {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     validation: Validation,
+    verified: VerifiedCache,
 }
 
 impl TokenService {
@@ -103,6 +105,7 @@ impl TokenService {
             access_ttl,
             refresh_ttl,
             validation,
+            verified: VerifiedCache::new(leeway.as_secs()),
         }
     }
 
@@ -189,6 +192,26 @@ impl TokenService {
     /// Verifies signature, algorithm, key, issuer, audience and lifetime, and, when
     /// `expected` is given, the token type.
     pub fn verify(&self, token: &str, expected: Option<TokenType>) -> Result<Verified, TokenError> {
+        let now = Utc::now().timestamp();
+        let verified = match self.verified.get(token, now) {
+            Some(earlier) => earlier?,
+            None => {
+                let verified = self.verify_fully(token)?;
+                self.verified.insert(token, &verified, now);
+                verified
+            }
+        };
+        if expected.is_some_and(|want| want != verified.token_type) {
+            return Err(TokenError(match verified.token_type {
+                TokenType::Access => "an access token is not a refresh token",
+                TokenType::Refresh => "a refresh token is not an access token",
+            }));
+        }
+        Ok(verified)
+    }
+
+    /// Signature, algorithm, key, issuer, audience, lifetime and the claims every token has.
+    fn verify_fully(&self, token: &str) -> Result<Verified, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| TokenError("token is malformed"))?;
         if header.alg != self.keys.algorithm {
@@ -207,12 +230,6 @@ impl TokenService {
             .cloned()
             .and_then(|t| serde_json::from_value::<TokenType>(t).ok())
             .ok_or(TokenError("token has no valid token_type"))?;
-        if expected.is_some_and(|want| want != token_type) {
-            return Err(TokenError(match token_type {
-                TokenType::Access => "an access token is not a refresh token",
-                TokenType::Refresh => "a refresh token is not an access token",
-            }));
-        }
         let subject = claims
             .get("sub")
             .and_then(Value::as_str)

@@ -6,3 +6,4 @@ pub mod hash_pool;
 pub mod jwt;
 pub mod keys;
 pub mod password;
+mod verified_cache;
