@@ -293,3 +293,302 @@ async fn logs_never_contain_passwords_tokens_or_hashes() {
         );
     }
 }
+
+/// Runs `latchkey serve` on a free port with `env` on top of a clean configuration;
+/// returns the child, its base URL (from the "listening … (port N)" line, whatever the
+/// log format) and a thread collecting the whole log.
+fn serve_env(
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.arg("serve")
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars()
+        .filter(|(k, _)| k.starts_with("LATCHKEY_") || k == "DATABASE_URL" || k == "RUST_LOG")
+    {
+        cmd.env_remove(key);
+    }
+    cmd.envs([
+        ("LATCHKEY_SERVER__BIND", "127.0.0.1:0"),
+        ("LATCHKEY_PASSWORD__BCRYPT_COST", "4"),
+        ("LATCHKEY_ACCOUNTS__REQUIRE_EMAIL_VERIFICATION", "false"),
+    ])
+    .envs(env.iter().copied());
+    let mut child = cmd.spawn().expect("spawn latchkey serve");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = String::new();
+    let port = loop {
+        let Some(Ok(line)) = lines.next() else {
+            panic!("server exited before listening:\n{seen}");
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.split("(port ").nth(1) {
+            break rest
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>();
+        }
+    };
+    let rest = std::thread::spawn(move || {
+        lines.map_while(Result::ok).fold(seen, |mut all, line| {
+            all.push_str(&line);
+            all.push('\n');
+            all
+        })
+    });
+    (child, format!("http://127.0.0.1:{port}"), rest)
+}
+
+fn sigterm(child: &std::process::Child) {
+    // SAFETY: signalling our own child process.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill(SIGTERM) failed");
+}
+
+/// A field of a JSON log line: top level, or inside a nested object (e.g. `fields`).
+fn log_field<'a>(line: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    line.get(key).or_else(|| {
+        line.as_object()?
+            .values()
+            .filter(|v| v.is_object())
+            .find_map(|v| v.get(key))
+    })
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_access_fields_and_no_secrets() {
+    let dir = TempDir::new().expect("tempdir");
+    let (mut child, base, log) = serve_env(
+        dir.path(),
+        &[("LATCHKEY_LOG_FORMAT", "json"), ("RUST_LOG", "debug")],
+    );
+    let http = reqwest::Client::new();
+    let password = "Sekrit-Passphrase-7";
+    let reg: serde_json::Value = http
+        .post(format!("{base}/auth/register"))
+        .json(&serde_json::json!({"username": "ada", "email": "ada@example.com", "password": password, "password_confirm": password}))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("pair");
+    let access = reg["access_token"].as_str().expect("access").to_owned();
+    let refresh = reg["refresh_token"].as_str().expect("refresh").to_owned();
+    let wrong = http
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({"username": "ada", "password": "Wrong-Guess-Lantern-9"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(wrong.status(), 401);
+    let rotated: serde_json::Value = http
+        .post(format!("{base}/auth/token/refresh"))
+        .json(&serde_json::json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .expect("refresh")
+        .json()
+        .await
+        .expect("pair");
+    let me = http
+        .get(format!("{base}/users/me"))
+        .bearer_auth(&access)
+        .header("x-request-id", "req-json-1")
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me.status(), 200);
+    let id = reg["user"]["id"].as_str().expect("id").to_owned();
+    let other = http
+        .get(format!("{base}/users/{id}?secret=query-value"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("user");
+    assert_eq!(other.status(), 403);
+
+    sigterm(&child);
+    assert!(child.wait().expect("wait").success(), "SIGTERM must exit 0");
+    let log = log.join().expect("log reader");
+
+    let mut access_lines = Vec::new();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(value.is_object(), "log line is not an object: {line}");
+        for key in ["ts", "level", "target", "msg"] {
+            assert!(value[key].is_string(), "`{key}` missing in: {line}");
+        }
+        chrono::DateTime::parse_from_rfc3339(value["ts"].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("`ts` is not RFC 3339 ({e}): {line}"));
+        assert!(
+            ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"]
+                .contains(&value["level"].as_str().unwrap_or_default()),
+            "{line}"
+        );
+        if value["target"] == "latchkey::access" {
+            access_lines.push(value);
+        }
+    }
+    let rotated_refresh = rotated["refresh_token"].as_str().unwrap_or_default();
+    for secret in [
+        password,
+        "Wrong-Guess-Lantern-9",
+        access.as_str(),
+        refresh.as_str(),
+        rotated_refresh,
+        "$2b$",
+        "$2a$",
+        "bcrypt_sha256$",
+    ] {
+        assert!(
+            !secret.is_empty() && !log.contains(secret),
+            "log contains a secret ({secret:.12}…):\n{log}"
+        );
+    }
+    assert!(
+        !log.contains("query-value"),
+        "a query string was logged:\n{log}"
+    );
+    assert!(access_lines.len() >= 5, "access lines:\n{log}");
+    assert!(
+        log.contains("req-json-1"),
+        "the request id is not logged:\n{log}"
+    );
+    // Structured fields last: everything above holds for the text of the lines too.
+    for line in &access_lines {
+        for key in ["method", "route", "status", "latency_ms", "request_id"] {
+            assert!(
+                log_field(line, key).is_some(),
+                "access line without `{key}` field: {line}"
+            );
+        }
+        assert!(
+            log_field(line, "status").is_some_and(|s| s.is_u64()
+                || s.as_str().is_some_and(|s| s.parse::<u16>().is_ok())),
+            "{line}"
+        );
+    }
+    let mine = access_lines
+        .iter()
+        .find(|l| log_field(l, "request_id").and_then(|v| v.as_str()) == Some("req-json-1"))
+        .unwrap_or_else(|| panic!("no access line with the request id:\n{log}"));
+    assert_eq!(
+        log_field(mine, "route").and_then(|v| v.as_str()),
+        Some("/users/me"),
+        "{mine}"
+    );
+    // Routes are templates, never raw ids.
+    assert!(
+        access_lines
+            .iter()
+            .any(|l| log_field(l, "route").and_then(|v| v.as_str()) == Some("/users/{id}")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_logins_and_refuses_new_connections() {
+    use std::time::{Duration, Instant};
+
+    let dir = TempDir::new().expect("tempdir");
+    // One hashing thread and a slow cost: a login takes seconds and a second one queues.
+    let (mut child, base, log) = serve_env(
+        dir.path(),
+        &[
+            ("LATCHKEY_PASSWORD__BCRYPT_COST", "12"),
+            ("LATCHKEY_PASSWORD__HASH_CONCURRENCY", "1"),
+            ("LATCHKEY_SERVER__SHUTDOWN_TIMEOUT", "120s"),
+            ("LATCHKEY_THROTTLE__ENABLED", "false"),
+        ],
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
+    let password = "Violet-Harbor-Quill-42";
+    let reg = http
+        .post(format!("{base}/auth/register"))
+        .json(&serde_json::json!({"username": "ada", "email": "ada@example.com", "password": password, "password_confirm": password}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(reg.status(), 201);
+
+    let login = |http: reqwest::Client, base: String| {
+        tokio::spawn(async move {
+            let resp = http
+                .post(format!("{base}/auth/login"))
+                .json(&serde_json::json!({"username": "ada", "password": "Violet-Harbor-Quill-42"}))
+                .send()
+                .await
+                .expect("in-flight login failed");
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.expect("login body");
+            (status, body)
+        })
+    };
+    let first = login(http.clone(), base.clone());
+    let second = login(http.clone(), base.clone());
+
+    // Both are in flight once one is hashing and the other waits for the thread.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        if metrics
+            .lines()
+            .any(|l| l.trim() == "latchkey_password_hash_queue_depth 1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second login never queued:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    sigterm(&child);
+    // New connections are refused while the logins are still being served.
+    let addr = base.trim_start_matches("http://").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match std::net::TcpStream::connect(&addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            _ => assert!(
+                Instant::now() < deadline,
+                "still accepting connections after SIGTERM"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !second.is_finished(),
+        "the queued login finished before the listener closed: nothing was in flight"
+    );
+
+    for (name, task) in [("first", first), ("second", second)] {
+        let (status, body) = task.await.expect("login task");
+        assert_eq!(status, 200, "{name} in-flight login: {body}");
+        assert!(body["access_token"].is_string(), "{name}: {body}");
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().expect("wait"))
+        .await
+        .expect("wait task");
+    assert!(status.success(), "SIGTERM must exit 0, got {status}");
+    let log = log.join().expect("log reader");
+    assert!(log.contains("stopped"), "{log}");
+}

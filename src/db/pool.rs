@@ -188,15 +188,7 @@ impl Database {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool
-                .get()
-                .map_err(|e| DbError::Unavailable(e.to_string()))?;
-            work(&mut conn)
-        })
-        .await
-        .map_err(|e| DbError::Unavailable(format!("database task failed: {e}")))?
+        self.blocking(None, work).await
     }
 
     /// Like [`Database::run`], for work that writes: on SQLite it waits for the
@@ -206,11 +198,18 @@ impl Database {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     {
+        self.blocking(self.writer.clone(), work).await
+    }
+
+    async fn blocking<T, F>(&self, turn: Option<Arc<Mutex<()>>>, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    {
         let pool = self.pool.clone();
-        let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             // A poisoned lock only means another writer panicked; the database is intact.
-            let _turn = writer
+            let _turn = turn
                 .as_deref()
                 .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
             let mut conn = pool

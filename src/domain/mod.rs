@@ -22,6 +22,28 @@ pub type Problems = Vec<String>;
 /// Longest text accepted for first name, last name (Django's limit).
 pub const NAME_MAX_CHARS: usize = 150;
 
+/// A name-like value: 1 to `max` characters, each one `allowed`; `invalid` says which.
+fn check_identifier(
+    raw: &str,
+    max: usize,
+    allowed: impl Fn(char) -> bool,
+    invalid: &str,
+) -> Result<(), Problems> {
+    let count = raw.chars().count();
+    if count == 0 {
+        return Err(vec!["This field may not be blank.".into()]);
+    }
+    if count > max {
+        return Err(vec![format!(
+            "Ensure this field has no more than {max} characters."
+        )]);
+    }
+    if !raw.chars().all(allowed) {
+        return Err(vec![invalid.to_owned()]);
+    }
+    Ok(())
+}
+
 /// Checks a free-text profile field (first/last name) for length.
 pub fn check_name(value: &str) -> Result<(), Problems> {
     if value.chars().count() > NAME_MAX_CHARS {

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::Problems;
+use super::{Problems, check_identifier};
 
 /// 1–150 characters of letters, digits and `@.+-_` (Django's `UnicodeUsernameValidator`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,24 +10,12 @@ const MAX_CHARS: usize = 150;
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, Problems> {
-        let count = raw.chars().count();
-        if count == 0 {
-            return Err(vec!["This field may not be blank.".into()]);
-        }
-        if count > MAX_CHARS {
-            return Err(vec![format!(
-                "Ensure this field has no more than {MAX_CHARS} characters."
-            )]);
-        }
-        if !raw
-            .chars()
-            .all(|c| c.is_alphanumeric() || "@.+-_".contains(c))
-        {
-            return Err(vec![
-                "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."
-                    .into(),
-            ]);
-        }
+        check_identifier(
+            raw,
+            MAX_CHARS,
+            |c| c.is_alphanumeric() || "@.+-_".contains(c),
+            "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.",
+        )?;
         Ok(Self(raw.to_owned()))
     }
 

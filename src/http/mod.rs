@@ -5,6 +5,7 @@ pub mod error;
 pub mod extractors;
 mod mailing;
 pub mod observe;
+mod openapi;
 mod pagination;
 pub mod routes;
 mod session;

@@ -55,10 +55,16 @@ impl PageRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One page of a list, with absolute links to its neighbours.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
+    /// Items over all pages.
     pub count: u64,
+    /// The next page, or `null` on the last.
+    #[schema(format = "uri")]
     pub next: Option<String>,
+    /// The previous page, or `null` on the first.
+    #[schema(format = "uri")]
     pub previous: Option<String>,
     pub results: Vec<T>,
 }

@@ -94,7 +94,8 @@ const CREDENTIAL_PATHS: &[&str] = &[
     "/auth/activate/resend",
 ];
 
-fn never_throttled(path: &str) -> bool {
+/// Probes, metrics and `/.well-known/*` (API.md, Throttling).
+pub fn never_throttled(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/.well-known/")
 }
 

@@ -7,10 +7,15 @@ use serde_json::{Map, Value};
 
 use crate::db::models::users::User;
 
-#[derive(Debug, Serialize)]
+/// A user account as the API shows it (never with a password or its hash).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
+    #[schema(format = "uuid", example = "0190b3c4-6f1e-7a52-9d2c-3f4e5a6b7c8d")]
     pub id: String,
+    #[schema(example = "ada")]
     pub username: String,
+    #[schema(format = "email", example = "ada@example.com")]
     pub email: String,
     pub email_verified: bool,
     pub first_name: String,
@@ -18,7 +23,9 @@ pub struct UserView {
     pub bio: String,
     pub is_active: bool,
     pub is_staff: bool,
+    /// Names of the user's groups.
     pub groups: Vec<String>,
+    /// Custom claims, merged into the user's access tokens.
     pub claims: Map<String, Value>,
     pub date_joined: DateTime<Utc>,
     pub last_login: Option<DateTime<Utc>>,
@@ -56,12 +63,19 @@ fn utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
 }
 
-#[derive(Debug, Serialize)]
+/// A fresh access token and the refresh token that renews it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
     pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
     pub expires_in: u64,
+    /// Seconds until the refresh token expires.
+    #[schema(example = 1209600)]
     pub refresh_expires_in: u64,
     pub user: UserView,
 }

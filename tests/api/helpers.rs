@@ -664,6 +664,228 @@ pub fn str_field(v: &Value, key: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------
+// Administration (staff-only routes) and the operator command line
+// ---------------------------------------------------------------------------------
+
+/// `pairs` as an `application/x-www-form-urlencoded` query string, in the given order.
+pub fn form_query(pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://query.invalid/").expect("static URL");
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or_default().to_owned()
+}
+
+/// `segment` percent-encoded for use as one URL path segment (e.g. a group name).
+pub fn path_segment(segment: &str) -> String {
+    let mut url = reqwest::Url::parse("http://path.invalid/").expect("static URL");
+    url.path_segments_mut()
+        .expect("base URL has a path")
+        .pop()
+        .push(segment);
+    url.path()[1..].to_owned()
+}
+
+impl TestApp {
+    /// `method path` as `token` (`None`: no `Authorization` header), with an optional
+    /// JSON body: one entry point for the permission checks of every admin route.
+    pub async fn request_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        send(req).await
+    }
+
+    /// `GET /users?<query>`, the query sent exactly as given (see `form_query`).
+    pub async fn list_users(&self, token: &str, query: &str) -> Response {
+        let path = if query.is_empty() {
+            "/users".to_owned()
+        } else {
+            format!("/users?{query}")
+        };
+        send(self.bearer(reqwest::Method::GET, &path, token)).await
+    }
+
+    /// The 200 body of `GET /users?<query>`.
+    pub async fn list_users_json(&self, token: &str, query: &str) -> Value {
+        json_ok(self.list_users(token, query).await, 200).await
+    }
+
+    pub async fn get_user(&self, token: &str, id: &str) -> Response {
+        send(self.bearer(reqwest::Method::GET, &format!("/users/{id}"), token)).await
+    }
+
+    /// The 200 body of `GET /users/{id}`.
+    pub async fn get_user_json(&self, token: &str, id: &str) -> Value {
+        json_ok(self.get_user(token, id).await, 200).await
+    }
+
+    pub async fn patch_user(&self, token: &str, id: &str, body: &Value) -> Response {
+        send(
+            self.bearer(reqwest::Method::PATCH, &format!("/users/{id}"), token)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn delete_user(&self, token: &str, id: &str) -> Response {
+        send(self.bearer(reqwest::Method::DELETE, &format!("/users/{id}"), token)).await
+    }
+
+    pub async fn list_groups(&self, token: &str) -> Response {
+        send(self.bearer(reqwest::Method::GET, "/groups", token)).await
+    }
+
+    /// `POST /groups` with an arbitrary body.
+    pub async fn create_group_with(&self, token: &str, body: &Value) -> Response {
+        send(
+            self.bearer(reqwest::Method::POST, "/groups", token)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn create_group(&self, token: &str, name: &str) -> Response {
+        self.create_group_with(token, &json!({ "name": name }))
+            .await
+    }
+
+    /// `DELETE /groups/{name}`, the name percent-encoded as a path segment.
+    pub async fn delete_group(&self, token: &str, name: &str) -> Response {
+        let path = format!("/groups/{}", path_segment(name));
+        send(self.bearer(reqwest::Method::DELETE, &path, token)).await
+    }
+
+    /// Runs the real `latchkey` binary with `args` against this instance's database
+    /// (bcrypt cost 4, no other configuration from the environment), feeding `stdin`.
+    pub async fn run_cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let stdin = stdin.map(str::to_owned);
+        let database_url = self.database_url.clone();
+        // The test's scratch directory: no stray `config/default.toml` is picked up.
+        let cwd = self
+            .email_dir
+            .parent()
+            .unwrap_or(&self.email_dir)
+            .to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+            cmd.args(&args)
+                .current_dir(cwd)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            for (key, _) in
+                std::env::vars().filter(|(k, _)| k.starts_with("LATCHKEY_") || k == "DATABASE_URL")
+            {
+                cmd.env_remove(key);
+            }
+            cmd.env("DATABASE_URL", database_url)
+                .env("LATCHKEY_PASSWORD__BCRYPT_COST", "4")
+                // The instance has migrated the database already.
+                .env("LATCHKEY_DATABASE__MIGRATE_ON_START", "false");
+            let mut child = cmd.spawn().expect("cannot spawn latchkey");
+            if let Some(input) = stdin {
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(input.as_bytes())
+                    .expect("cannot write to latchkey's stdin");
+            }
+            drop(child.stdin.take());
+            child.wait_with_output().expect("cannot wait for latchkey")
+        })
+        .await
+        .expect("latchkey runner panicked")
+    }
+
+    /// Sets `last_login` of the user named `username` behind the service's back (`None`:
+    /// never logged in), to make orderings by `last_login` deterministic. `at` is
+    /// `YYYY-MM-DD HH:MM:SS.ffffff` in UTC.
+    pub fn set_last_login(&self, username: &str, at: Option<&str>) {
+        let value = at.map_or("NULL".to_owned(), |t| format!("'{t}'"));
+        self.execute_sql(&format!(
+            "UPDATE users SET last_login = {value} WHERE username = '{}'",
+            username.replace('\'', "''")
+        ));
+    }
+}
+
+impl TestApp {
+    /// `latchkey createsuperuser --username U --email E --password-stdin` with `stdin`.
+    pub async fn createsuperuser(
+        &self,
+        username: &str,
+        email: &str,
+        stdin: &str,
+    ) -> std::process::Output {
+        self.run_cli(
+            &[
+                "createsuperuser",
+                "--username",
+                username,
+                "--email",
+                email,
+                "--password-stdin",
+            ],
+            Some(stdin),
+        )
+        .await
+    }
+}
+
+/// Combined stdout and stderr of a finished command.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+impl TestUser {
+    /// A staff user made the way an operator would, with `latchkey createsuperuser
+    /// --password-stdin` against the instance's database, then logged in over the API.
+    pub async fn create_staff(app: &TestApp) -> TestUser {
+        // No `_`: keeps staff usernames out of searches for a literal underscore.
+        let username = format!("staff{}", uuid::Uuid::now_v7().simple());
+        let email = format!("{username}@example.com");
+        let out = app
+            .createsuperuser(&username, &email, &format!("{STRONG_PASSWORD}\n"))
+            .await;
+        assert!(
+            out.status.success(),
+            "createsuperuser failed ({}): {}",
+            out.status,
+            output_text(&out)
+        );
+        let pair = json_ok(app.login_username(&username, STRONG_PASSWORD).await, 200).await;
+        assert_token_pair(&pair);
+        assert_eq!(pair["user"]["is_staff"], json!(true), "{pair}");
+        TestUser {
+            id: str_field(&pair["user"], "id"),
+            username,
+            email,
+            password: STRONG_PASSWORD.to_owned(),
+            access_token: str_field(&pair, "access_token"),
+            refresh_token: str_field(&pair, "refresh_token"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // Assertions
 // ---------------------------------------------------------------------------------
 

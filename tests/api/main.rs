@@ -31,12 +31,21 @@ macro_rules! dual_backend_tests {
 }
 
 mod helpers;
+mod ops_helpers;
 
+mod admin_users;
+mod cors;
 mod errors;
+mod flush_expired;
+mod groups;
 mod hashing;
 mod hostile_tokens;
 mod jwks;
+mod key_rotation;
+mod limits;
 mod login;
+mod observability;
+mod openapi;
 mod password_reset;
 mod probes;
 mod refresh;
@@ -44,5 +53,6 @@ mod register;
 mod sabotage;
 mod smtp;
 mod smtp_sink;
+mod throttle;
 mod users_me;
 mod verify_logout;

@@ -10,6 +10,8 @@ use crate::db::models::users::User;
 use crate::domain::{Email, UserId};
 use crate::http::error::ApiError;
 use crate::http::extractors::{Fields, JsonBody};
+use crate::http::openapi::ProblemCode as Code;
+use crate::http::openapi::schemas::{ActivateRequest, Activated, EmailRequest, Empty};
 use crate::http::state::AppState;
 use crate::http::views::UserView;
 use crate::http::{mailing, session};
@@ -61,6 +63,24 @@ pub(super) async fn user_for_token(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/activate",
+    operation_id = "activate",
+    tag = "Registration and activation",
+    summary = "Activate an account",
+    description = "Takes the two parts of the emailed link; the account becomes active and \
+                   its email verified. A token works once: a used, expired or forged one is \
+                   400 `validation_failed` with `errors.token` (an unknown `uid`: `errors.uid`).",
+    request_body = ActivateRequest,
+    responses((
+        status = 200,
+        description = "Activated: a new session, or with `accounts.require_admin_approval` the \
+                       user still waiting for approval.",
+        body = Activated,
+    )),
+    extensions(("x-problems" = json!([Code::ServiceUnavailable]))),
+)]
 async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let mut f = Fields::new(body);
     let uid = f.required_str("uid");
@@ -84,6 +104,18 @@ async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
 
 /// 202 `{}` whatever the address: known, unknown, active or not (no enumeration); an
 /// account still waiting for activation gets a fresh link.
+#[utoipa::path(
+    post,
+    path = "/auth/activate/resend",
+    operation_id = "resend_activation",
+    tag = "Registration and activation",
+    summary = "Send the activation email again",
+    description = "The answer is the same whether or not the address is known, so it reveals \
+                   nothing; an account still waiting for activation gets a fresh link.",
+    request_body = EmailRequest,
+    responses((status = 202, description = "Accepted.", body = Empty)),
+    extensions(("x-problems" = json!([Code::ServiceUnavailable]))),
+)]
 async fn resend(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let key = Email::key_of(&Fields::only_str(body, "email")?);
     if let Some(user) = state

@@ -13,8 +13,12 @@ use crate::db::models::users::{NewUser, Taken, User};
 use crate::domain::{Email, Password, UserId, Username};
 use crate::http::error::ApiError;
 use crate::http::extractors::{AuthenticatedUser, Fields, JsonBody};
+use crate::http::openapi::ProblemCode as Code;
+use crate::http::openapi::schemas::{
+    LoginRequest, RefreshTokenRequest, RegisterRequest, Registered, Verified, VerifyRequest,
+};
 use crate::http::state::AppState;
-use crate::http::views::UserView;
+use crate::http::views::{TokenPair, UserView};
 use crate::http::{mailing, session};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -78,6 +82,20 @@ fn conflict(taken: Taken) -> ApiError {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    operation_id = "register",
+    tag = "Registration and activation",
+    summary = "Create an account",
+    description = "With `accounts.require_email_verification` on (the default) the account \
+                   starts inactive and an activation email is sent; with \
+                   `accounts.require_admin_approval` on it then also waits for a staff member. \
+                   With neither, the user is logged in at once.",
+    request_body = RegisterRequest,
+    responses((status = 201, description = "The account was created.", body = Registered)),
+    extensions(("x-problems" = json!([Code::Conflict, Code::ServiceUnavailable]))),
+)]
 async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let r = Registration::parse(body, &state)?;
     let (username_key, email_key) = (r.username.key(), r.email.key());
@@ -147,6 +165,23 @@ enum LoginName {
     Email(String),
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    operation_id = "login",
+    tag = "Login and tokens",
+    summary = "Log in",
+    description = "Checks `password` against the account named by `username` or `email` \
+                   and updates its `last_login`. An unknown user costs as much time as a \
+                   wrong password.",
+    request_body = LoginRequest,
+    responses((status = 200, description = "A new session.", body = TokenPair)),
+    extensions(("x-problems" = json!([
+        Code::InvalidCredentials,
+        Code::AccountInactive,
+        Code::ServiceUnavailable,
+    ]))),
+)]
 async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let mut f = Fields::new(body);
     let username = f.optional_str("username");
@@ -202,6 +237,25 @@ fn inactive_reason(user: &User, verification_required: bool) -> &'static str {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/token/refresh",
+    operation_id = "refresh",
+    tag = "Login and tokens",
+    summary = "Rotate a refresh token",
+    description = "The presented refresh token is blacklisted and a new pair of the same \
+                   family returned. Presenting the token just rotated again within the grace \
+                   window (10 s by default) gives a fresh pair too; any other reuse revokes \
+                   the whole family (`token_reused`).",
+    request_body = RefreshTokenRequest,
+    responses((status = 200, description = "The rotated pair.", body = TokenPair)),
+    extensions(("x-problems" = json!([
+        Code::TokenInvalid,
+        Code::TokenRevoked,
+        Code::TokenReused,
+        Code::ServiceUnavailable,
+    ]))),
+)]
 async fn refresh(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let token = Fields::only_str(body, "refresh_token")?;
     let verified = state.tokens.verify(&token, Some(TokenType::Refresh))?;
@@ -212,6 +266,22 @@ async fn refresh(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespo
         .json(session::rotate(&state, &claims.sub, &claims.fam, &claims.jti).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/token/verify",
+    operation_id = "verify_token",
+    tag = "Login and tokens",
+    summary = "Check a token",
+    description = "Verifies an access or refresh token: signature, claims, that its user \
+                   still exists and is active, and for a refresh token that it is still live.",
+    request_body = VerifyRequest,
+    responses((status = 200, description = "The token is valid.", body = Verified)),
+    extensions(("x-problems" = json!([
+        Code::TokenInvalid,
+        Code::TokenRevoked,
+        Code::ServiceUnavailable,
+    ]))),
+)]
 async fn verify(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let token = Fields::only_str(body, "token")?;
     let verified = state.tokens.verify(&token, None)?;
@@ -243,6 +313,17 @@ async fn verify(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespon
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    operation_id = "logout",
+    tag = "Login and tokens",
+    summary = "Log out one session",
+    description = "Revokes the refresh token's family. Idempotent.",
+    request_body = RefreshTokenRequest,
+    responses((status = 204, description = "The session is revoked.")),
+    extensions(("x-problems" = json!([Code::TokenInvalid, Code::ServiceUnavailable]))),
+)]
 async fn logout(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let token = Fields::only_str(body, "refresh_token")?;
     let verified = state.tokens.verify(&token, Some(TokenType::Refresh))?;
@@ -256,6 +337,17 @@ async fn logout(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespon
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout/all",
+    operation_id = "logout_all",
+    tag = "Login and tokens",
+    summary = "Log out everywhere",
+    description = "Revokes every refresh token of the caller. Access tokens stay valid until \
+                   they expire.",
+    security(("bearer" = [])),
+    responses((status = 204, description = "Every session is revoked.")),
+)]
 async fn logout_all(
     state: web::Data<AppState>,
     who: AuthenticatedUser,

@@ -9,6 +9,8 @@ use crate::db::models::groups;
 use crate::domain::GroupName;
 use crate::http::error::ApiError;
 use crate::http::extractors::{Fields, JsonBody, StaffUser};
+use crate::http::openapi::ProblemCode as Code;
+use crate::http::openapi::schemas::NewGroup;
 use crate::http::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -20,12 +22,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/groups/{name}").route(web::delete().to(delete)));
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Group)]
 struct GroupView {
+    #[schema(example = "editors")]
     name: String,
     member_count: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/groups",
+    operation_id = "list_groups",
+    tag = "Administration",
+    summary = "List groups",
+    description = "Every group with its number of members.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "All groups.", body = [GroupView])),
+    extensions(("x-problems" = json!([Code::PermissionDenied]))),
+)]
 async fn list(state: web::Data<AppState>, _staff: StaffUser) -> Result<HttpResponse, ApiError> {
     let all = state.db.run(groups::all_with_member_counts).await?;
     let views: Vec<GroupView> = all
@@ -35,6 +50,18 @@ async fn list(state: web::Data<AppState>, _staff: StaffUser) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(views))
 }
 
+#[utoipa::path(
+    post,
+    path = "/groups",
+    operation_id = "create_group",
+    tag = "Administration",
+    summary = "Create a group",
+    description = "Members are added with `PATCH /users/{id}`.",
+    security(("bearer" = [])),
+    request_body = NewGroup,
+    responses((status = 201, description = "The new, empty group.", body = GroupView)),
+    extensions(("x-problems" = json!([Code::PermissionDenied, Code::Conflict]))),
+)]
 async fn create(
     state: web::Data<AppState>,
     StaffUser(staff): StaffUser,
@@ -61,6 +88,18 @@ async fn create(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/groups/{name}",
+    operation_id = "delete_group",
+    tag = "Administration",
+    summary = "Delete a group",
+    description = "Its members simply lose it.",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The group's name.")),
+    responses((status = 204, description = "The group is deleted.")),
+    extensions(("x-problems" = json!([Code::PermissionDenied, Code::NotFound]))),
+)]
 async fn delete(
     state: web::Data<AppState>,
     StaffUser(staff): StaffUser,

@@ -5,6 +5,8 @@ use serde_json::json;
 
 use super::resource;
 use crate::http::error::ApiError;
+use crate::http::openapi::ProblemCode as Code;
+use crate::http::openapi::schemas::Status;
 use crate::http::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -12,10 +14,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/readyz").route(web::get().to(readyz)));
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "Service",
+    summary = "Liveness probe",
+    description = "The process is alive; no dependency is checked.",
+    responses((status = 200, description = "Alive.", body = Status)),
+)]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "Service",
+    summary = "Readiness probe",
+    description = "The database answers.",
+    responses((status = 200, description = "Ready.", body = Status)),
+    extensions(("x-problems" = json!([Code::ServiceUnavailable]))),
+)]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.db.ping().await?;
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))

@@ -1,4 +1,4 @@
-//! `GET /metrics`: the Prometheus text exposition. Gauges that describe a current state
+//! `GET /metrics`: the OpenMetrics text exposition Prometheus scrapes. Gauges that describe a current state
 //! (hashing queue, connection pool) are read at scrape time.
 
 use actix_web::{HttpResponse, web};
@@ -12,6 +12,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/metrics").route(web::get().to(metrics)));
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "Service",
+    summary = "Prometheus metrics",
+    description = "Request counts and latencies per route and status, logins by outcome, \
+                   tokens issued, refresh reuse detected, hashing queue depth, database \
+                   connections.",
+    responses((
+        status = 200,
+        description = "The OpenMetrics text exposition format.",
+        body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )),
+)]
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let m = &state.metrics;
     m.hash_queue_depth
@@ -27,6 +43,8 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .render()
         .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        // prometheus-client writes OpenMetrics text (counters typed without `_total`,
+        // `# EOF`); Prometheus negotiates and parses it as such.
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(text))
 }

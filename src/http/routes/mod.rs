@@ -2,6 +2,7 @@
 
 mod activation;
 mod auth;
+mod docs;
 mod groups;
 mod health;
 mod metrics;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     well_known::configure(cfg);
     health::configure(cfg);
     metrics::configure(cfg);
+    docs::configure(cfg);
 }
 
 /// A resource whose unrouted methods answer 405 `method_not_allowed`.

@@ -10,6 +10,8 @@ use crate::db::models::users::User;
 use crate::domain::Email;
 use crate::http::error::ApiError;
 use crate::http::extractors::{Fields, JsonBody};
+use crate::http::openapi::ProblemCode as Code;
+use crate::http::openapi::schemas::{EmailRequest, Empty, ResetConfirmRequest};
 use crate::http::state::AppState;
 use crate::http::{mailing, session};
 
@@ -19,6 +21,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// 202 `{}` always (no enumeration); an active account gets a reset link.
+#[utoipa::path(
+    post,
+    path = "/auth/password/reset",
+    operation_id = "request_password_reset",
+    tag = "Password",
+    summary = "Request a password reset email",
+    description = "The answer is the same whatever the address, so it reveals nothing; an \
+                   active account gets a reset link (valid for 1 hour by default).",
+    request_body = EmailRequest,
+    responses((status = 202, description = "Accepted.", body = Empty)),
+    extensions(("x-problems" = json!([Code::ServiceUnavailable]))),
+)]
 async fn request_reset(
     state: web::Data<AppState>,
     body: JsonBody,
@@ -35,6 +49,18 @@ async fn request_reset(
     Ok(HttpResponse::Accepted().json(json!({})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/password/reset/confirm",
+    operation_id = "confirm_password_reset",
+    tag = "Password",
+    summary = "Set a new password with a reset link",
+    description = "Every refresh token of the user is revoked. A used, expired or forged \
+                   link is 400 `validation_failed` with `errors.token`.",
+    request_body = ResetConfirmRequest,
+    responses((status = 204, description = "The password is replaced.")),
+    extensions(("x-problems" = json!([Code::ServiceUnavailable]))),
+)]
 async fn confirm_reset(
     state: web::Data<AppState>,
     body: JsonBody,

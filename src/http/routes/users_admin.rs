@@ -14,6 +14,8 @@ use crate::db::models::users::{User, UserChanges};
 use crate::domain::{CustomClaims, GroupName, UserId};
 use crate::http::error::{ApiError, FieldErrors};
 use crate::http::extractors::{Fields, JsonBody, StaffUser};
+use crate::http::openapi::ProblemCode as Code;
+use crate::http::openapi::schemas::{StaffUserUpdate, UserListQuery};
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::state::AppState;
 use crate::http::views::UserView;
@@ -115,6 +117,23 @@ enum Listing {
     },
 }
 
+#[utoipa::path(
+    get,
+    path = "/users",
+    operation_id = "list_users",
+    tag = "Administration",
+    summary = "List users",
+    description = "Paginated, searchable and filterable; `page_size` is capped at 100.",
+    security(("bearer" = [])),
+    params(UserListQuery),
+    responses((status = 200, description = "One page of users.", body = Page<UserView>)),
+    extensions(("x-problems" = json!([
+        Code::MalformedRequest,
+        Code::ValidationFailed,
+        Code::PermissionDenied,
+        Code::NotFound,
+    ]))),
+)]
 async fn list(
     state: web::Data<AppState>,
     _staff: StaffUser,
@@ -184,6 +203,17 @@ fn user_id(path: &web::Path<String>) -> Result<String, ApiError> {
         .map_err(|_| ApiError::NotFound)
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    operation_id = "get_user",
+    tag = "Administration",
+    summary = "Read a user",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = "uuid", description = "The user's id.")),
+    responses((status = 200, description = "The user.", body = UserView)),
+    extensions(("x-problems" = json!([Code::PermissionDenied, Code::NotFound]))),
+)]
 async fn read(
     state: web::Data<AppState>,
     _staff: StaffUser,
@@ -198,6 +228,21 @@ async fn read(
     Ok(HttpResponse::Ok().json(UserView::new(&user, groups)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/users/{id}",
+    operation_id = "update_user",
+    tag = "Administration",
+    summary = "Change a user",
+    description = "Deactivating revokes the user's refresh tokens; activating a user awaiting \
+                   approval approves it and emails them. The last active staff user cannot be \
+                   deactivated or demoted (403 `permission_denied`).",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = "uuid", description = "The user's id.")),
+    request_body = StaffUserUpdate,
+    responses((status = 200, description = "The updated user.", body = UserView)),
+    extensions(("x-problems" = json!([Code::PermissionDenied, Code::NotFound]))),
+)]
 async fn update(
     state: web::Data<AppState>,
     StaffUser(staff): StaffUser,
@@ -255,6 +300,19 @@ async fn update(
     Ok(HttpResponse::Ok().json(UserView::new(&user, groups)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    operation_id = "delete_user",
+    tag = "Administration",
+    summary = "Delete a user",
+    description = "The user and all its tokens are gone. The last active staff user cannot \
+                   be deleted (403 `permission_denied`).",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = "uuid", description = "The user's id.")),
+    responses((status = 204, description = "The user is deleted.")),
+    extensions(("x-problems" = json!([Code::PermissionDenied, Code::NotFound]))),
+)]
 async fn delete(
     state: web::Data<AppState>,
     StaffUser(staff): StaffUser,

@@ -7,9 +7,10 @@ use crate::accounts;
 use crate::db::models::users::{User, UserChanges};
 use crate::http::error::ApiError;
 use crate::http::extractors::{AuthenticatedUser, Fields, JsonBody};
+use crate::http::openapi::schemas::{ChangePasswordRequest, CurrentPassword, ProfileUpdate};
 use crate::http::session;
 use crate::http::state::AppState;
-use crate::http::views::UserView;
+use crate::http::views::{TokenPair, UserView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -21,12 +22,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/users/me/password").route(web::post().to(change_password)));
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/me",
+    operation_id = "get_me",
+    tag = "Current user",
+    summary = "The caller's account",
+    description = "The user the access token speaks for.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller.", body = UserView)),
+)]
 async fn me(who: AuthenticatedUser) -> HttpResponse {
     HttpResponse::Ok().json(UserView::new(&who.user, who.groups))
 }
 
 /// Only the profile fields; anything else (is_staff, email, claims, groups...) is refused
 /// by name and nothing changes.
+#[utoipa::path(
+    patch,
+    path = "/users/me",
+    operation_id = "update_me",
+    tag = "Current user",
+    summary = "Change the caller's profile",
+    description = "Only `first_name`, `last_name` and `bio`; any other field (`is_staff`, \
+                   `email`, `claims`, `groups`...) is refused by name and nothing changes.",
+    security(("bearer" = [])),
+    request_body = ProfileUpdate,
+    responses((status = 200, description = "The updated caller.", body = UserView)),
+)]
 async fn update_me(
     state: web::Data<AppState>,
     who: AuthenticatedUser,
@@ -73,6 +96,18 @@ async fn check_current_password(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/users/me",
+    operation_id = "delete_me",
+    tag = "Current user",
+    summary = "Delete the caller's account",
+    description = "Needs the current password (wrong: 400 `validation_failed` with \
+                   `errors.current_password`). The user and all its tokens are gone.",
+    security(("bearer" = [])),
+    request_body = CurrentPassword,
+    responses((status = 204, description = "The account is deleted.")),
+)]
 async fn delete_me(
     state: web::Data<AppState>,
     who: AuthenticatedUser,
@@ -92,6 +127,19 @@ async fn delete_me(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    post,
+    path = "/users/me/password",
+    operation_id = "change_password",
+    tag = "Password",
+    summary = "Change the caller's password",
+    description = "Needs the current password (wrong: 400 `validation_failed` with \
+                   `errors.current_password`). Every other refresh token of the user is \
+                   revoked; the caller gets a fresh pair.",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses((status = 200, description = "A fresh session.", body = TokenPair)),
+)]
 async fn change_password(
     state: web::Data<AppState>,
     who: AuthenticatedUser,

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::resource;
+use crate::http::openapi::schemas::{JwkSet, OpenIdConfiguration};
 use crate::http::state::AppState;
 
 /// Long enough to spare the service, short enough that a rotated-in key is picked up soon.
@@ -18,6 +19,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "jwks",
+    tag = "Service",
+    summary = "The token verification keys",
+    description = "Every key a token still in circulation may be signed with: the current \
+                   one and still-valid previous ones. Empty under HS256.",
+    responses((
+        status = 200,
+        description = "The JWK Set.",
+        body = JwkSet,
+        headers(("Cache-Control" = String, description = "`public, max-age=300`")),
+    )),
+)]
 async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((
@@ -27,6 +43,20 @@ async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .json(&state.tokens.keys().jwks)
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    operation_id = "openid_configuration",
+    tag = "Service",
+    summary = "OpenID Connect discovery",
+    description = "A minimal discovery document, for libraries that find the keys this way.",
+    responses((
+        status = 200,
+        description = "The discovery document.",
+        body = OpenIdConfiguration,
+        headers(("Cache-Control" = String, description = "`public, max-age=300`")),
+    )),
+)]
 async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     let base = state.settings.public_url();
     HttpResponse::Ok()
