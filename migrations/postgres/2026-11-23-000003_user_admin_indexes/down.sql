@@ -1,3 +1,2 @@
-DROP INDEX users_is_active;
 DROP INDEX users_is_staff;
 DROP INDEX users_last_login;

@@ -1,7 +1,7 @@
 //! The staff listing of users: filters, case-insensitive search, ordering and page-number
 //! pagination over the `users` table, written once for both backends.
 //!
-//! Exact filters use indexes (`users_is_staff`, `users_is_active`, `user_groups_group`);
+//! The selective filters use indexes (`users_is_staff`, `user_groups_group`);
 //! ordering columns are indexed (`username_key`, `email_key`, `date_joined`, `last_login`)
 //! with the time-ordered id as tie-breaker, so pages are stable. The count runs the same
 //! filters without loading rows.
