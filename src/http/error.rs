@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::accounts::AccountError;
 use crate::auth::hash_pool::Saturated;
@@ -15,6 +17,115 @@ use crate::db::DbError;
 
 /// Field -> messages, DRF style; object-level problems go under `non_field_errors`.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// The stable, machine-readable `code` of a problem (API.md, "Errors"): the one table of
+/// codes, statuses and titles, used by the responses and the OpenAPI document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    MalformedRequest,
+    ValidationFailed,
+    InvalidCredentials,
+    NotAuthenticated,
+    TokenInvalid,
+    TokenRevoked,
+    TokenReused,
+    AccountInactive,
+    PermissionDenied,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    Conflict,
+    PayloadTooLarge,
+    Throttled,
+    InternalError,
+    ServiceUnavailable,
+}
+
+impl ProblemCode {
+    fn about(self) -> (&'static str, StatusCode, &'static str) {
+        use ProblemCode::*;
+        match self {
+            MalformedRequest => (
+                "malformed_request",
+                StatusCode::BAD_REQUEST,
+                "Malformed request",
+            ),
+            ValidationFailed => (
+                "validation_failed",
+                StatusCode::BAD_REQUEST,
+                "Validation failed",
+            ),
+            InvalidCredentials => (
+                "invalid_credentials",
+                StatusCode::UNAUTHORIZED,
+                "Invalid credentials",
+            ),
+            NotAuthenticated => (
+                "not_authenticated",
+                StatusCode::UNAUTHORIZED,
+                "Not authenticated",
+            ),
+            TokenInvalid => ("token_invalid", StatusCode::UNAUTHORIZED, "Token invalid"),
+            TokenRevoked => ("token_revoked", StatusCode::UNAUTHORIZED, "Token revoked"),
+            TokenReused => ("token_reused", StatusCode::UNAUTHORIZED, "Token reused"),
+            AccountInactive => (
+                "account_inactive",
+                StatusCode::FORBIDDEN,
+                "Account inactive",
+            ),
+            PermissionDenied => (
+                "permission_denied",
+                StatusCode::FORBIDDEN,
+                "Permission denied",
+            ),
+            NotFound => ("not_found", StatusCode::NOT_FOUND, "Not found"),
+            MethodNotAllowed => (
+                "method_not_allowed",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+            ),
+            RequestTimeout => (
+                "request_timeout",
+                StatusCode::REQUEST_TIMEOUT,
+                "Request timeout",
+            ),
+            Conflict => ("conflict", StatusCode::CONFLICT, "Conflict"),
+            PayloadTooLarge => (
+                "payload_too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Payload too large",
+            ),
+            Throttled => (
+                "throttled",
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+            ),
+            InternalError => (
+                "internal_error",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            ),
+            ServiceUnavailable => (
+                "service_unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+            ),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.about().0
+    }
+
+    pub fn status(self) -> StatusCode {
+        self.about().1
+    }
+
+    pub fn title(self) -> &'static str {
+        self.about().2
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -61,25 +172,27 @@ impl ApiError {
         Self::Validation(BTreeMap::from([(field.to_owned(), messages)]))
     }
 
-    fn code_and_title(&self) -> (&'static str, &'static str) {
+    /// The problem's stable code (and with it status and title).
+    pub fn problem(&self) -> ProblemCode {
+        use ProblemCode as P;
         match self {
-            Self::Malformed(_) => ("malformed_request", "Malformed request"),
-            Self::PayloadTooLarge(_) => ("payload_too_large", "Payload too large"),
-            Self::RequestTimeout => ("request_timeout", "Request timeout"),
-            Self::Validation(_) => ("validation_failed", "Validation failed"),
-            Self::InvalidCredentials => ("invalid_credentials", "Invalid credentials"),
-            Self::AccountInactive(_) => ("account_inactive", "Account inactive"),
-            Self::NotAuthenticated => ("not_authenticated", "Not authenticated"),
-            Self::TokenInvalid(_) => ("token_invalid", "Token invalid"),
-            Self::TokenRevoked => ("token_revoked", "Token revoked"),
-            Self::TokenReused => ("token_reused", "Token reused"),
-            Self::PermissionDenied(_) => ("permission_denied", "Permission denied"),
-            Self::NotFound => ("not_found", "Not found"),
-            Self::MethodNotAllowed => ("method_not_allowed", "Method not allowed"),
-            Self::Conflict(_) => ("conflict", "Conflict"),
-            Self::Throttled { .. } => ("throttled", "Too many requests"),
-            Self::Unavailable { .. } => ("service_unavailable", "Service unavailable"),
-            Self::Internal(_) => ("internal_error", "Internal server error"),
+            Self::Malformed(_) => P::MalformedRequest,
+            Self::PayloadTooLarge(_) => P::PayloadTooLarge,
+            Self::RequestTimeout => P::RequestTimeout,
+            Self::Validation(_) => P::ValidationFailed,
+            Self::InvalidCredentials => P::InvalidCredentials,
+            Self::AccountInactive(_) => P::AccountInactive,
+            Self::NotAuthenticated => P::NotAuthenticated,
+            Self::TokenInvalid(_) => P::TokenInvalid,
+            Self::TokenRevoked => P::TokenRevoked,
+            Self::TokenReused => P::TokenReused,
+            Self::PermissionDenied(_) => P::PermissionDenied,
+            Self::NotFound => P::NotFound,
+            Self::MethodNotAllowed => P::MethodNotAllowed,
+            Self::Conflict(_) => P::Conflict,
+            Self::Throttled { .. } => P::Throttled,
+            Self::Unavailable { .. } => P::ServiceUnavailable,
+            Self::Internal(_) => P::InternalError,
         }
     }
 
@@ -97,23 +210,7 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Malformed(_) | Self::Validation(_) => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::InvalidCredentials
-            | Self::NotAuthenticated
-            | Self::TokenInvalid(_)
-            | Self::TokenRevoked
-            | Self::TokenReused => StatusCode::UNAUTHORIZED,
-            Self::AccountInactive(_) | Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.problem().status()
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -129,7 +226,8 @@ impl ApiError {
             log::error!(target: "latchkey::http", "internal error: {cause}");
         }
         let status = self.status_code();
-        let (code, title) = self.code_and_title();
+        let problem = self.problem();
+        let (code, title) = (problem.as_str(), problem.title());
         let mut body = json!({
             "type": "about:blank",
             "title": title,

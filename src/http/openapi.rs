@@ -16,7 +16,6 @@ pub mod schemas;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
 use utoipa::openapi::example::Example;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::info::License;
@@ -27,6 +26,7 @@ use utoipa::openapi::server::Server;
 use utoipa::openapi::{Content, OpenApi as Document, RefOr, Response};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::error::ProblemCode;
 use super::throttle::never_throttled;
 
 /// The name of the Bearer security scheme: the route attributes spell it out in
@@ -102,7 +102,7 @@ pub fn document(operations: Document, public_url: &str) -> Result<Document, serd
         .into_iter()
         .map(|code| {
             let example = Example::builder()
-                .summary(code.about().title)
+                .summary(code.title())
                 .value(Some(code.example()))
                 .build();
             (code.as_str().to_owned(), RefOr::T(example))
@@ -234,7 +234,10 @@ fn problem_codes(
 fn add_problem_responses(operation: &mut Operation, codes: &BTreeSet<ProblemCode>) {
     let mut by_status: BTreeMap<u16, Vec<ProblemCode>> = BTreeMap::new();
     for &code in codes {
-        by_status.entry(code.about().status).or_default().push(code);
+        by_status
+            .entry(code.status().as_u16())
+            .or_default()
+            .push(code);
     }
     for (status, codes) in by_status {
         let description = codes
@@ -315,165 +318,89 @@ pub struct Problem {
     errors: Option<BTreeMap<String, Vec<String>>>,
 }
 
-/// The stable, machine-readable `code` of a problem (API.md, "Errors").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemCode {
-    MalformedRequest,
-    ValidationFailed,
-    InvalidCredentials,
-    NotAuthenticated,
-    TokenInvalid,
-    TokenRevoked,
-    TokenReused,
-    AccountInactive,
-    PermissionDenied,
-    NotFound,
-    MethodNotAllowed,
-    RequestTimeout,
-    Conflict,
-    PayloadTooLarge,
-    Throttled,
-    InternalError,
-    ServiceUnavailable,
-}
-
 /// What is known about a problem code.
 struct About {
-    code: &'static str,
-    /// Status and title as `http::error` has them.
-    status: u16,
-    title: &'static str,
     /// When the code is given (CommonMark, as the rest of the document).
     when: &'static str,
     /// A typical `detail`, for the examples.
     detail: &'static str,
 }
 
-impl ProblemCode {
-    fn as_str(self) -> &'static str {
-        self.about().code
-    }
+/// The documentation of each code, beside the code table of `http::error`.
+trait Documented {
+    fn about(self) -> About;
+    fn example(self) -> serde_json::Value;
+}
 
+impl Documented for ProblemCode {
     fn about(self) -> About {
         use ProblemCode::*;
         match self {
             MalformedRequest => About {
-                code: "malformed_request",
-                status: 400,
-                title: "Malformed request",
                 when: "the body is not JSON, is not a JSON object, or is not sent as `application/json`.",
                 detail: "body must be a JSON object",
             },
             ValidationFailed => About {
-                code: "validation_failed",
-                status: 400,
-                title: "Validation failed",
                 when: "a field is missing, has the wrong JSON type, is `null`, is not allowed here, or fails validation; `errors` maps each field (or `non_field_errors`) to its messages.",
                 detail: "password: This field is required.",
             },
             InvalidCredentials => About {
-                code: "invalid_credentials",
-                status: 401,
-                title: "Invalid credentials",
                 when: "wrong username/email or password (the same answer for both).",
                 detail: "no active account found with the given credentials",
             },
             NotAuthenticated => About {
-                code: "not_authenticated",
-                status: 401,
-                title: "Not authenticated",
                 when: "no `Authorization: Bearer` header was sent.",
                 detail: "authentication credentials were not provided",
             },
             TokenInvalid => About {
-                code: "token_invalid",
-                status: 401,
-                title: "Token invalid",
                 when: "the token is malformed, badly signed, of the wrong algorithm, key, issuer, audience or type, or expired (`detail` says which), or its user no longer exists or is inactive.",
                 detail: "token has expired",
             },
             TokenRevoked => About {
-                code: "token_revoked",
-                status: 401,
-                title: "Token revoked",
                 when: "the refresh token was already rotated or blacklisted, or its family was revoked.",
                 detail: "token has been revoked",
             },
             TokenReused => About {
-                code: "token_reused",
-                status: 401,
-                title: "Token reused",
                 when: "an already rotated refresh token came back outside the grace window: the whole family is now revoked.",
                 detail: "refresh token was reused; all tokens of this session are revoked",
             },
             AccountInactive => About {
-                code: "account_inactive",
-                status: 403,
-                title: "Account inactive",
                 when: "the password is right but the account is not activated yet, is disabled, or awaits approval.",
                 detail: "account is disabled",
             },
             PermissionDenied => About {
-                code: "permission_denied",
-                status: 403,
-                title: "Permission denied",
                 when: "the caller is not staff, or the change would leave no active staff user.",
                 detail: "staff only",
             },
             NotFound => About {
-                code: "not_found",
-                status: 404,
-                title: "Not found",
                 when: "no such resource (or page).",
                 detail: "not found",
             },
             MethodNotAllowed => About {
-                code: "method_not_allowed",
-                status: 405,
-                title: "Method not allowed",
                 when: "the path exists but not with this method.",
                 detail: "method not allowed",
             },
             RequestTimeout => About {
-                code: "request_timeout",
-                status: 408,
-                title: "Request timeout",
                 when: "the body did not arrive in time after the request head.",
                 detail: "the request body did not arrive in time",
             },
             Conflict => About {
-                code: "conflict",
-                status: 409,
-                title: "Conflict",
                 when: "the username, email address or group name is already taken.",
                 detail: "A user with that username already exists.",
             },
             PayloadTooLarge => About {
-                code: "payload_too_large",
-                status: 413,
-                title: "Payload too large",
                 when: "the body is over the limit (64 KiB).",
                 detail: "request body is larger than 65536 bytes",
             },
             Throttled => About {
-                code: "throttled",
-                status: 429,
-                title: "Too many requests",
                 when: "the rate limit of the caller's scope was hit; `Retry-After` says when to try again.",
                 detail: "request was throttled; retry in 3 seconds",
             },
             InternalError => About {
-                code: "internal_error",
-                status: 500,
-                title: "Internal server error",
                 when: "an unexpected failure; the details are logged, never sent.",
                 detail: "internal error",
             },
             ServiceUnavailable => About {
-                code: "service_unavailable",
-                status: 503,
-                title: "Service unavailable",
                 when: "the database is unreachable or too many password checks are queued; `Retry-After` is set.",
                 detail: "database is unavailable",
             },
@@ -482,19 +409,12 @@ impl ProblemCode {
 
     /// A body as the service sends it for this code.
     fn example(self) -> serde_json::Value {
-        let About {
-            code,
-            status,
-            title,
-            detail,
-            ..
-        } = self.about();
         let mut body = serde_json::json!({
             "type": "about:blank",
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "code": code,
+            "title": self.title(),
+            "status": self.status().as_u16(),
+            "detail": self.about().detail,
+            "code": self.as_str(),
         });
         if self == ProblemCode::ValidationFailed {
             body["errors"] = serde_json::json!({"password": ["This field is required."]});

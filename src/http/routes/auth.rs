@@ -12,8 +12,8 @@ use crate::db::models::tokens::{self, Liveness};
 use crate::db::models::users::{NewUser, Taken, User};
 use crate::domain::{Email, Password, UserId, Username};
 use crate::http::error::ApiError;
+use crate::http::error::ProblemCode as Code;
 use crate::http::extractors::{AuthenticatedUser, Fields, JsonBody};
-use crate::http::openapi::ProblemCode as Code;
 use crate::http::openapi::schemas::{
     LoginRequest, RefreshTokenRequest, RegisterRequest, Registered, Verified, VerifyRequest,
 };

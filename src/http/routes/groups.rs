@@ -8,8 +8,8 @@ use crate::db::DbError;
 use crate::db::models::groups;
 use crate::domain::GroupName;
 use crate::http::error::ApiError;
+use crate::http::error::ProblemCode as Code;
 use crate::http::extractors::{Fields, JsonBody, StaffUser};
-use crate::http::openapi::ProblemCode as Code;
 use crate::http::openapi::schemas::NewGroup;
 use crate::http::state::AppState;
 

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::resource;
 use crate::http::error::ApiError;
-use crate::http::openapi::ProblemCode as Code;
+use crate::http::error::ProblemCode as Code;
 use crate::http::openapi::schemas::Status;
 use crate::http::state::AppState;
 
