@@ -20,19 +20,18 @@
 #               with the environment, not with the file.
 #   no HEALTHCHECK: the orchestrator probes GET /healthz (liveness) and GET /readyz (readiness).
 #
-# Why distroless and not debian:bookworm-slim: the binary needs only glibc, libgcc_s and
-# libpq5 (with libpq's own dependencies: OpenSSL, Kerberos/GSSAPI, LDAP); SQLite is compiled
-# in and the crypto is aws-lc-rs. gcr.io/distroless/cc-debian12 is Debian 12's glibc and
-# libgcc with ca-certificates, tzdata and a "nonroot" user, and nothing else: no shell, no
-# package manager, far fewer packages to patch, and a smaller image than bookworm-slim with
-# libpq5 installed (the binary and the collected libraries add about 26 MB). libpq is not
-# in it, so the builder (the same Debian release, so the same glibc) collects the shared
-# libraries the binary loads, as `ldd` reports them, and copies them in. The costs: the
-# copied libraries bypass apt, so to keep them visible to image scanners (Trivy and Grype
-# read distroless' per-package records) the builder also copies each owning package's dpkg
-# status record and copyright file, and the image must be rebuilt to pick up Debian security
-# updates; and there is no shell, so `kubectl exec` runs `latchkey` itself and the
-# Kubernetes preStop hook uses the kubelet's sleep action instead of `sleep`.
+# Why distroless and not debian:bookworm-slim: the binary needs only glibc, libgcc and
+# OpenSSL (libpq and SQLite are compiled in; the token crypto is aws-lc-rs), which is what
+# gcr.io/distroless/cc-debian12 is, with ca-certificates, tzdata and a "nonroot" user, and
+# nothing else: no shell, no package manager, far fewer packages to patch, and a smaller
+# image than bookworm-slim. Should the binary ever load a library the runtime lacks, the
+# builder (the same Debian release, so the same glibc) collects the shared libraries `ldd`
+# reports and copies in those the runtime does not have. The costs: copied libraries bypass
+# apt, so to keep them visible to image scanners (Trivy and Grype read distroless'
+# per-package records) the builder also copies each owning package's dpkg status record
+# and copyright file, and the image must be rebuilt to pick up Debian security updates;
+# and there is no shell, so `kubectl exec` runs `latchkey` itself and the Kubernetes
+# preStop hook uses the kubelet's sleep action instead of `sleep`.
 
 ARG RUST_VERSION=1.95
 
@@ -41,9 +40,8 @@ FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
 
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libpq-dev \
- && rm -rf /var/lib/apt/lists/*
+# The rust image already has what the build needs (a C compiler, OpenSSL's headers and
+# pkg-config), so there is nothing to install.
 
 # What the runtime image already has (one dpkg status record per package).
 COPY --from=runtime /var/lib/dpkg/status.d/ /runtime-status.d/

@@ -16,6 +16,8 @@ ALLOWED = {
     "0BSD", "CC0-1.0", "BSL-1.0", "Unicode-3.0", "Unicode-DFS-2016", "MPL-2.0", "OpenSSL",
     "GPL-3.0", "GPL-3.0-or-later", "GPL-3.0+", "LGPL-3.0", "LGPL-3.0-or-later", "LGPL-2.1-or-later",
     "CDLA-Permissive-2.0", "bzip2-1.0.6",
+    # libpq (pq-src): a permissive, MIT-like licence (OSI-approved, GPL-compatible).
+    "PostgreSQL",
 }
 ALLOWED_EXCEPTIONS = {"LLVM-exception"}
 # name -> why (for packages publishing a licence file instead of an SPDX expression)

@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::R2D2Connection;
 use diesel::{Connection, PgConnection, SqliteConnection};
 
+use super::writer::Writer;
 use crate::config::DatabaseSettings;
 
 /// One connection type for both backends: queries are written once against it.
@@ -79,6 +80,30 @@ impl From<diesel::result::Error> for DbError {
     }
 }
 
+/// Process-wide SQLite settings, applied once before the library initialises (that is,
+/// before the first connection opens; afterwards SQLite refuses them, harmlessly).
+/// - Multi-thread rather than serialized mode: a connection is only ever used by the one
+///   thread holding it from the pool, so SQLite's per-call connection mutex is pure cost.
+/// - No memory statistics: they take a global mutex on every allocation, which all
+///   connections contend for under load, and nothing reads them.
+fn configure_sqlite_library() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use libsqlite3_sys::{SQLITE_CONFIG_MEMSTATUS, SQLITE_CONFIG_MULTITHREAD, sqlite3_config};
+        // SAFETY: sqlite3_config is documented as callable before initialisation from one
+        // thread at a time, which call_once guarantees; both options take these arguments.
+        let codes = unsafe {
+            [
+                sqlite3_config(SQLITE_CONFIG_MULTITHREAD),
+                sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int),
+            ]
+        };
+        if codes.iter().any(|&code| code != libsqlite3_sys::SQLITE_OK) {
+            log::debug!(target: "latchkey::db", "SQLite was initialised already; library settings unchanged ({codes:?})");
+        }
+    });
+}
+
 /// Opens connections for r2d2, applying SQLite's per-connection pragmas.
 struct Manager {
     url: DatabaseUrl,
@@ -89,6 +114,7 @@ impl Manager {
         match url {
             DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(DbConnection::Postgres),
             DatabaseUrl::Sqlite(path) => {
+                configure_sqlite_library();
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
                 // busy_timeout makes writers queue instead of failing; foreign keys are off
                 // by default in SQLite; NORMAL is durable enough in WAL mode and much faster.
@@ -100,20 +126,41 @@ impl Manager {
     }
 }
 
+/// A pooled connection and when it last went back to the pool.
+struct Pooled {
+    conn: DbConnection,
+    returned: Instant,
+}
+
+/// A connection back from a request less than this long ago is handed out again without a
+/// round trip to check it (HikariCP's rule): a connection in steady use has just proven
+/// itself, and the check would cost a round trip per request; one idle for longer (a
+/// server restart, a proxy's idle timeout) is checked before use.
+const TRUSTED_FOR: Duration = Duration::from_millis(500);
+
 impl r2d2::ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = Pooled;
     type Error = diesel::r2d2::Error;
 
-    fn connect(&self) -> Result<DbConnection, Self::Error> {
-        Self::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)
+    fn connect(&self) -> Result<Pooled, Self::Error> {
+        let conn = Self::establish(&self.url).map_err(diesel::r2d2::Error::ConnectionError)?;
+        Ok(Pooled {
+            conn,
+            returned: Instant::now(),
+        })
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
-        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    fn is_valid(&self, pooled: &mut Pooled) -> Result<(), Self::Error> {
+        if pooled.returned.elapsed() < TRUSTED_FOR {
+            return Ok(());
+        }
+        pooled.conn.ping().map_err(diesel::r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        conn.is_broken()
+    /// Called as each connection goes back to the pool.
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
+        pooled.returned = Instant::now();
+        pooled.conn.is_broken()
     }
 }
 
@@ -121,11 +168,9 @@ impl r2d2::ManageConnection for Manager {
 #[derive(Clone)]
 pub struct Database {
     pool: r2d2::Pool<Manager>,
-    /// SQLite only: write work takes this first. SQLite admits one writer at a time and
-    /// makes the others poll with growing sleeps (up to 100 ms each), which puts long
-    /// tails on every write under contention; queueing writers in-process instead hands
-    /// the lock over at once. Other processes (the CLI) still meet `busy_timeout`.
-    writer: Option<Arc<Mutex<()>>>,
+    /// SQLite only: the thread that does all the writing (see [`Writer`]); reads use the
+    /// pool, which in WAL mode they can do while a write is under way.
+    writer: Option<Writer>,
 }
 
 impl Database {
@@ -139,7 +184,15 @@ impl Database {
             // One writer at a time; more connections only add lock waits.
             DatabaseUrl::Sqlite(_) => 8,
         });
-        let writer = matches!(url, DatabaseUrl::Sqlite(_)).then(Arc::default);
+        let writer = match &url {
+            DatabaseUrl::Sqlite(_) => {
+                let url = url.clone();
+                Some(Writer::start(Box::new(move || {
+                    Manager::establish(&url).map_err(|e| DbError::Unavailable(e.to_string()))
+                }))?)
+            }
+            DatabaseUrl::Postgres(_) => None,
+        };
         let pool = r2d2::Pool::builder()
             .max_size(size)
             .min_idle(Some(1))
@@ -182,40 +235,32 @@ impl Database {
         )
     }
 
+    /// Like [`Database::run`], for work that writes. Work that must be all-or-nothing opens
+    /// its own transaction, as on PostgreSQL nothing else wraps it; on SQLite the writer
+    /// thread runs it inside a savepoint of its batch, and reports it only once committed.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.write(work).await,
+            None => self.run(work).await,
+        }
+    }
+
     /// Runs blocking diesel work on the blocking thread pool, never on an async worker.
     pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     {
-        self.blocking(None, work).await
-    }
-
-    /// Like [`Database::run`], for work that writes: on SQLite it waits for the
-    /// in-process writer lock before taking a connection.
-    pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
-    {
-        self.blocking(self.writer.clone(), work).await
-    }
-
-    async fn blocking<T, F>(&self, turn: Option<Arc<Mutex<()>>>, work: F) -> Result<T, DbError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
-    {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            // A poisoned lock only means another writer panicked; the database is intact.
-            let _turn = turn
-                .as_deref()
-                .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-            let mut conn = pool
+            let mut pooled = pool
                 .get()
                 .map_err(|e| DbError::Unavailable(e.to_string()))?;
-            work(&mut conn)
+            work(&mut pooled.conn)
         })
         .await
         .map_err(|e| DbError::Unavailable(format!("database task failed: {e}")))?

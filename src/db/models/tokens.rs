@@ -32,8 +32,7 @@ impl Reason {
     }
 }
 
-#[derive(Queryable, Selectable, Debug)]
-#[diesel(table_name = token_families)]
+#[derive(Queryable, Debug)]
 struct Family {
     current_jti: String,
     previous_jti: Option<String>,
@@ -131,25 +130,22 @@ fn blacklist(
     Ok(())
 }
 
-/// Takes the write lock on a live family's row (see the module docs) and reads it.
-/// `None` when the family is unknown or already revoked.
+/// Takes the write lock on a live family's row (see the module docs) and reads it, in one
+/// statement. `None` when the family is unknown or already revoked.
 fn lock_live_family(conn: &mut DbConnection, family_id: &str) -> Result<Option<Family>, DbError> {
     let live = token_families::table
         .find(family_id)
         .filter(token_families::revoked_at.is_null());
     // A no-op write: it is the lock, not the change, that matters.
-    let locked = diesel::update(live)
+    Ok(diesel::update(live)
         .set(token_families::current_jti.eq(token_families::current_jti))
-        .execute(conn)?;
-    if locked == 0 {
-        return Ok(None);
-    }
-    Ok(Some(
-        token_families::table
-            .find(family_id)
-            .select(Family::as_select())
-            .first(conn)?,
-    ))
+        .returning((
+            token_families::current_jti,
+            token_families::previous_jti,
+            token_families::rotated_at,
+        ))
+        .get_result::<Family>(conn)
+        .optional()?)
 }
 
 /// Exchanges the presented token for `successor`, enforcing the family invariant: at most one
@@ -162,6 +158,14 @@ pub fn rotate(
 ) -> Result<Rotation, DbError> {
     let family_id = successor.family_id;
     conn.transaction(|conn| {
+        if let DbConnection::Postgres(pg) = conn {
+            // The one hot write: do not wait for the WAL flush. A PostgreSQL crash can then
+            // lose the last fraction of a second of rotations, whose successors come back
+            // as unknown tokens and end their sessions through reuse detection; never the
+            // reverse. Revocations stay synchronous.
+            use diesel::connection::SimpleConnection;
+            pg.batch_execute("SET LOCAL synchronous_commit = off")?;
+        }
         let Some(family) = lock_live_family(conn, family_id)? else {
             return Ok(Rotation::Revoked);
         };
@@ -212,7 +216,7 @@ fn blacklist_reason(conn: &mut DbConnection, jti: &str) -> Result<Option<String>
     Ok(blacklisted_tokens::table
         .find(jti)
         .select(blacklisted_tokens::reason)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

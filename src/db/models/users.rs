@@ -122,7 +122,7 @@ impl User {
     }
 
     pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<User>, DbError> {
-        Ok(users::table.find(id).first(conn).optional()?)
+        Ok(users::table.find(id).get_result(conn).optional()?)
     }
 
     pub fn find_by_username_key(
@@ -131,14 +131,14 @@ impl User {
     ) -> Result<Option<User>, DbError> {
         Ok(users::table
             .filter(users::username_key.eq(key))
-            .first(conn)
+            .get_result(conn)
             .optional()?)
     }
 
     pub fn find_by_email_key(conn: &mut DbConnection, key: &str) -> Result<Option<User>, DbError> {
         Ok(users::table
             .filter(users::email_key.eq(key))
-            .first(conn)
+            .get_result(conn)
             .optional()?)
     }
 
