@@ -6,7 +6,7 @@ use diesel::dsl::count_star;
 use diesel::prelude::*;
 
 use super::users::User;
-use crate::db::schema::{groups, user_groups};
+use crate::db::schema::{groups, user_groups, users};
 use crate::db::{DbConnection, DbError};
 
 /// A user with the names of their groups, or `None` if there is no such user.
@@ -14,10 +14,21 @@ pub fn user_with_groups(
     conn: &mut DbConnection,
     user_id: &str,
 ) -> Result<Option<(User, Vec<String>)>, DbError> {
-    let Some(user) = User::find(conn, user_id)? else {
-        return Ok(None);
-    };
-    Ok(Some((user, names_of(conn, user_id)?)))
+    // One round trip: the user's row once per group (once, with no group, if none).
+    let rows: Vec<(User, Option<String>)> = users::table
+        .left_join(user_groups::table)
+        .filter(users::id.eq(user_id))
+        .select((users::all_columns, user_groups::group_name.nullable()))
+        .order(user_groups::group_name.asc())
+        .load(conn)?;
+    let mut rows = rows.into_iter();
+    Ok(rows.next().map(|(user, first)| {
+        let groups = first
+            .into_iter()
+            .chain(rows.filter_map(|(_, g)| g))
+            .collect();
+        (user, groups)
+    }))
 }
 
 /// The names of the groups a user belongs to, sorted.

@@ -148,6 +148,29 @@ fn lock_live_family(conn: &mut DbConnection, family_id: &str) -> Result<Option<F
         .optional()?)
 }
 
+/// The common case in one statement: the presented token is its live family's current
+/// one, and this makes `successor` current instead (taking the row's write lock, as
+/// [`lock_live_family`] does). `false` when the presented token is not live.
+fn advance(
+    conn: &mut DbConnection,
+    req: RotateRequest<'_>,
+    successor: &Issued<'_>,
+) -> Result<bool, DbError> {
+    let live = token_families::table
+        .find(successor.family_id)
+        .filter(token_families::revoked_at.is_null())
+        .filter(token_families::current_jti.eq(req.presented_jti));
+    let advanced = diesel::update(live)
+        .set((
+            token_families::previous_jti.eq(req.presented_jti),
+            token_families::current_jti.eq(successor.jti),
+            token_families::rotated_at.eq(db_time(req.now)),
+            token_families::expires_at.eq(db_time(successor.expires_at)),
+        ))
+        .execute(conn)?;
+    Ok(advanced == 1)
+}
+
 /// Exchanges the presented token for `successor`, enforcing the family invariant: at most one
 /// live token. The grace window lets the token just rotated be presented again (SPAs with
 /// several tabs): that displaces the successor handed out a moment ago.
@@ -166,24 +189,22 @@ pub fn rotate(
             use diesel::connection::SimpleConnection;
             pg.batch_execute("SET LOCAL synchronous_commit = off")?;
         }
+        let now = req.now;
+        if advance(conn, req, successor)? {
+            blacklist(conn, req.presented_jti, family_id, Reason::Rotated, now)?;
+            record_outstanding(conn, successor, now)?;
+            return Ok(Rotation::Rotated);
+        }
+        // Not the live token (or not a live family): lock the family to decide which case
+        // this is. Its current token cannot have become the presented one meanwhile, as
+        // successors are always new tokens.
         let Some(family) = lock_live_family(conn, family_id)? else {
             return Ok(Rotation::Revoked);
         };
-        let now = req.now;
         let within_grace = family
             .rotated_at
             .is_some_and(|at| at >= db_time(req.grace_cutoff));
-        if family.current_jti == req.presented_jti {
-            diesel::update(token_families::table.find(family_id))
-                .set((
-                    token_families::previous_jti.eq(req.presented_jti),
-                    token_families::current_jti.eq(successor.jti),
-                    token_families::rotated_at.eq(db_time(now)),
-                    token_families::expires_at.eq(db_time(successor.expires_at)),
-                ))
-                .execute(conn)?;
-            blacklist(conn, req.presented_jti, family_id, Reason::Rotated, now)?;
-        } else if family.previous_jti.as_deref() == Some(req.presented_jti) && within_grace {
+        if family.previous_jti.as_deref() == Some(req.presented_jti) && within_grace {
             // The window is measured from the first rotation and not extended by this one.
             diesel::update(token_families::table.find(family_id))
                 .set((
