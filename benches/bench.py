@@ -1005,7 +1005,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cost", type=int, default=10, help="bcrypt cost (LATCHKEY_PASSWORD__BCRYPT_COST)")
     p.add_argument("--backends", default="sqlite,postgres", help="comma-separated: sqlite,postgres")
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios: " + ",".join(SCENARIOS))
-    p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/"),
+    # No TLS on loopback: it would measure OpenSSL on both ends rather than latchkey.
+    p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/?sslmode=disable"),
                    help="PostgreSQL server (a database is created and dropped on it); env BENCH_PG_URL")
     p.add_argument("--bin", type=Path, default=ROOT / "target" / "release" / "latchkey", help="the latchkey binary")
     p.add_argument("--build", action="store_true", help="run cargo build --release --locked first even if the binary exists")
