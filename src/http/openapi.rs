@@ -429,27 +429,13 @@ mod tests {
 
     #[test]
     fn codes_are_spelled_as_serde_spells_them() {
-        use ProblemCode::*;
-        for code in [
-            MalformedRequest,
-            ValidationFailed,
-            InvalidCredentials,
-            NotAuthenticated,
-            TokenInvalid,
-            TokenRevoked,
-            TokenReused,
-            AccountInactive,
-            PermissionDenied,
-            NotFound,
-            MethodNotAllowed,
-            RequestTimeout,
-            Conflict,
-            PayloadTooLarge,
-            Throttled,
-            InternalError,
-            ServiceUnavailable,
-        ] {
-            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        // Every variant, as the schema lists them (serde's spelling), maps back to itself.
+        let schema = serde_json::to_value(<ProblemCode as utoipa::PartialSchema>::schema());
+        let names = schema.unwrap()["enum"].as_array().unwrap().clone();
+        assert!(names.len() > 10);
+        for name in names {
+            let code: ProblemCode = serde_json::from_value(name.clone()).unwrap();
+            assert_eq!(name, code.as_str());
         }
     }
 
