@@ -112,6 +112,11 @@ struct Manager {
 }
 
 impl Manager {
+    /// [`Manager::establish`] outside r2d2, with its error as the rest of the code reports it.
+    fn open(url: &DatabaseUrl) -> Result<DbConnection, DbError> {
+        Self::establish(url).map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
     fn establish(url: &DatabaseUrl) -> Result<DbConnection, diesel::ConnectionError> {
         match url {
             DatabaseUrl::Postgres(url) => PgConnection::establish(url).map(DbConnection::Postgres),
@@ -188,20 +193,19 @@ pub struct Database {
 impl Database {
     /// Connects once directly (so a bad URL or an unreachable server reports its real error,
     /// promptly), prepares SQLite's WAL mode and runs migrations if asked, then opens the pool.
+    /// On SQLite that first connection becomes the writer's.
     pub fn connect(settings: &DatabaseSettings, migrate: bool) -> Result<Self, DbError> {
         let url = DatabaseUrl::parse(settings.url.expose()).map_err(DbError::Unavailable)?;
-        Self::open_one(&url, migrate)?;
+        let first = Self::open_one(&url, migrate)?;
         let size = settings.pool_size.unwrap_or(match &url {
             DatabaseUrl::Postgres(_) => 16,
-            // One writer at a time; more connections only add lock waits.
+            // Readers only (the writer has a connection of its own), and reads are short.
             DatabaseUrl::Sqlite(_) => 8,
         });
         let writer = match &url {
             DatabaseUrl::Sqlite(_) => {
                 let url = url.clone();
-                Some(Writer::start(Box::new(move || {
-                    Manager::establish(&url).map_err(|e| DbError::Unavailable(e.to_string()))
-                }))?)
+                Some(Writer::start(first, Box::new(move || Manager::open(&url)))?)
             }
             DatabaseUrl::Postgres(_) => None,
         };
@@ -233,7 +237,7 @@ impl Database {
     /// A direct connection; sets SQLite's WAL mode (a property of the file, set once before
     /// the pool opens connections) and runs migrations if asked.
     fn open_one(url: &DatabaseUrl, migrate: bool) -> Result<DbConnection, DbError> {
-        let mut conn = Manager::establish(url).map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let mut conn = Manager::open(url)?;
         if let DbConnection::Sqlite(sqlite) = &mut conn {
             sqlite.batch_execute("PRAGMA journal_mode = WAL;")?;
         }
@@ -253,8 +257,8 @@ impl Database {
     }
 
     /// Like [`Database::run`], for work that writes. Work that must be all-or-nothing opens
-    /// its own transaction, as on PostgreSQL nothing else wraps it; on SQLite the writer
-    /// thread runs it inside a savepoint of its batch, and reports it only once committed.
+    /// its own transaction, on both backends; on SQLite the writer thread runs it within
+    /// its batch's transaction and reports it only once that has committed.
     pub async fn write<T, F>(&self, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,

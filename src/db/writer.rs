@@ -4,12 +4,12 @@
 //! for that lock costs a thread hand-off per write, and each commit appends every page it
 //! touched to the WAL, even when the next commit touches the same pages a moment later.
 //! Instead one thread owns a connection and does all the writing: it takes every write
-//! waiting in its queue (up to [`MAX_BATCH`]) and runs them in one transaction, each inside
-//! the same transaction, then commits once. Nothing is reported before that commit; if it
-//! fails, every write of the batch reports the failure, and none took effect. A write that
-//! must be all-or-nothing on its own opens its own transaction, a savepoint here, exactly
-//! as it must on PostgreSQL (a savepoint per write, by default, measured at a sixth of the
-//! writer's time: SQLite copies each page a savepoint first touches).
+//! waiting in its queue (up to [`MAX_BATCH`]), runs them in one transaction and commits
+//! once. Nothing is reported before that commit; if it fails, every write of the batch
+//! reports the failure, and none took effect. A write that must be all-or-nothing on its
+//! own opens its own transaction, a savepoint here, exactly as it must on PostgreSQL. (A
+//! savepoint for every write, by default, measured at a sixth of the writer's time: SQLite
+//! copies each page a savepoint first touches.)
 //!
 //! Under a trickle of writes a batch is a single write and nothing waits; under load the
 //! queue fills while a commit runs, so batches grow exactly when it pays.
@@ -41,13 +41,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Opens the writer's connection and starts its thread.
-    pub fn start(open: Open) -> Result<Self, DbError> {
-        let conn = open()?;
+    /// Starts the writer's thread on `conn`; `reopen` replaces it should a write panic.
+    pub fn start(conn: DbConnection, reopen: Open) -> Result<Self, DbError> {
         let (jobs, queue) = mpsc::channel();
         thread::Builder::new()
             .name("latchkey-sqlite-writer".into())
-            .spawn(move || write_batches(&open, conn, &queue))
+            .spawn(move || write_batches(&reopen, conn, &queue))
             .map_err(|e| DbError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self { jobs })
     }
@@ -79,7 +78,7 @@ impl Writer {
     }
 }
 
-fn write_batches(open: &Open, mut conn: DbConnection, queue: &mpsc::Receiver<Job>) {
+fn write_batches(reopen: &Open, mut conn: DbConnection, queue: &mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let batch: Vec<Job> = std::iter::once(first)
             .chain(queue.try_iter().take(MAX_BATCH - 1))
@@ -96,7 +95,7 @@ fn write_batches(open: &Open, mut conn: DbConnection, queue: &mpsc::Receiver<Job
             Err(_) => {
                 // A panic may have left diesel's savepoint bookkeeping out of step with the
                 // database, so the connection goes; closing it rolls the batch back.
-                match open() {
+                match reopen() {
                     Ok(fresh) => conn = fresh,
                     Err(e) => {
                         log::error!(target: "latchkey::db", "SQLite writer stopped: cannot reopen its connection: {e}");
@@ -143,7 +142,7 @@ mod tests {
         setup
             .batch_execute("PRAGMA journal_mode = WAL; CREATE TABLE t (k TEXT PRIMARY KEY);")
             .unwrap();
-        let writer = Writer::start(open(&path)).unwrap();
+        let writer = Writer::start(open(&path)().unwrap(), open(&path)).unwrap();
         (dir, writer, open(&path))
     }
 

@@ -5,12 +5,12 @@
 //! N concurrent refreshes of one token run one after the other and cannot fork the family.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::PgConnection;
 use diesel::prelude::*;
 
 use super::db_time;
 use crate::db::schema::{blacklisted_tokens, outstanding_tokens, token_families};
 use crate::db::{DbConnection, DbError};
-use diesel::PgConnection;
 
 /// Why a refresh token stopped working; stored in the blacklist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
