@@ -4,6 +4,7 @@
 //! in-flight requests for up to `server.shutdown_timeout`.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
@@ -23,12 +24,13 @@ use crate::db::models::tokens;
 use crate::db::{Database, DatabaseUrl, DbError};
 use crate::domain::PasswordPolicy;
 use crate::email::{MailError, Mailer, worker};
+use crate::http::account_limit::AccountLimit;
 use crate::http::error::problem_for_foreign_errors;
 use crate::http::extractors::json_config;
 use crate::http::observe::observe;
 use crate::http::routes;
 use crate::http::state::AppState;
-use crate::http::throttle::Throttle;
+use crate::http::throttle::{RouteLimits, Throttle};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +75,9 @@ impl Application {
             .map_err(|source| StartupError::Bind { bind, source })?
             .port();
         let server_settings = state.settings.server.clone();
-        let throttle = Throttle::new(&state.settings.throttle)?;
+        let throttle = Throttle::new(&state.settings.throttle, RouteLimits::new(&routes::all()))?;
         throttle.spawn_purge(THROTTLE_PURGE_EVERY);
+        state.account_limit.spawn_purge(THROTTLE_PURGE_EVERY);
         let origins = state.settings.cors.allowed_origins.clone();
         let state = web::Data::new(state);
         spawn_token_purge(state.db.clone());
@@ -207,7 +210,9 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         settings.email.retry_base,
         metrics.emails.clone(),
     );
+    let account_limit = Arc::new(AccountLimit::new(&settings.throttle));
     Ok(AppState {
+        account_limit,
         settings,
         db,
         tokens,

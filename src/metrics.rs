@@ -13,7 +13,8 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    /// A method HTTP defines, or `other`.
+    pub method: &'static str,
     /// The route template (`/users/{id}`), never the raw path: bounded cardinality.
     pub route: String,
     pub status: u16,

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use aws_lc_rs::digest;
 
 use super::hash_pool::{HashPool, Saturated};
-use crate::domain::Password;
+use crate::domain::{Password, PasswordPolicy, Problems};
 
 const PREFIX: &str = "bcrypt_sha256$";
 
@@ -53,6 +53,23 @@ impl PasswordHasher {
                     let _ = verify_prehashed(&input, dummy);
                     false
                 }
+            })
+            .await
+    }
+
+    /// Runs the password policy on the hashing pool. Its work is bounded, but it is CPU
+    /// work all the same (the similarity check), so it stays off the async workers and
+    /// queues behind the same limit as hashing.
+    pub async fn check_policy(
+        &self,
+        policy: PasswordPolicy,
+        raw: String,
+        attributes: Vec<String>,
+    ) -> Result<Result<Password, Problems>, Saturated> {
+        self.pool
+            .run(move || {
+                let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
+                policy.parse(&raw, &attributes)
             })
             .await
     }

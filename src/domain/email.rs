@@ -7,7 +7,7 @@ use super::Problems;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
-const MAX_LEN: usize = 254;
+pub const MAX_LEN: usize = 254;
 const INVALID: &str = "Enter a valid email address.";
 
 impl Email {

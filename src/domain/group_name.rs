@@ -8,7 +8,7 @@ use super::{Problems, check_identifier};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupName(String);
 
-const MAX_CHARS: usize = 150;
+pub const MAX_CHARS: usize = 150;
 
 impl GroupName {
     pub fn parse(raw: &str) -> Result<Self, Problems> {

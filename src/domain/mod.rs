@@ -10,11 +10,11 @@ mod user_id;
 mod username;
 
 pub use claims::{CLAIMS_MAX_BYTES, CustomClaims, RESERVED_CLAIMS};
-pub use email::Email;
-pub use group_name::GroupName;
-pub use password::{Password, PasswordPolicy};
+pub use email::{Email, MAX_LEN as EMAIL_MAX_LEN};
+pub use group_name::{GroupName, MAX_CHARS as GROUP_NAME_MAX_CHARS};
+pub use password::{MAX_CHARS as PASSWORD_MAX_CHARS, Password, PasswordPolicy};
 pub use user_id::UserId;
-pub use username::Username;
+pub use username::{MAX_CHARS as USERNAME_MAX_CHARS, Username};
 
 /// Field-level validation messages, DRF style: one or more per invalid value.
 pub type Problems = Vec<String>;

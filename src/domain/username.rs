@@ -6,7 +6,7 @@ use super::{Problems, check_identifier};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
-const MAX_CHARS: usize = 150;
+pub const MAX_CHARS: usize = 150;
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, Problems> {

@@ -153,8 +153,9 @@ pub enum ApiError {
     PermissionDenied(&'static str),
     #[error("not found")]
     NotFound,
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// `allow`: the path's methods, for the `Allow` header (RFC 9110 §15.5.6).
+    #[error("method not allowed; this path takes {allow}")]
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     Conflict(String),
     #[error("request was throttled; retry in {retry_after} seconds")]
@@ -188,7 +189,7 @@ impl ApiError {
             Self::TokenReused => P::TokenReused,
             Self::PermissionDenied(_) => P::PermissionDenied,
             Self::NotFound => P::NotFound,
-            Self::MethodNotAllowed => P::MethodNotAllowed,
+            Self::MethodNotAllowed { .. } => P::MethodNotAllowed,
             Self::Conflict(_) => P::Conflict,
             Self::Throttled { .. } => P::Throttled,
             Self::Unavailable { .. } => P::ServiceUnavailable,
@@ -257,6 +258,9 @@ impl ApiError {
             }
             Self::Unavailable { retry_after, .. } | Self::Throttled { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            Self::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, allow.as_str()));
             }
             _ => {}
         }
@@ -329,7 +333,14 @@ pub fn problem_for_foreign_errors<B>(
     }
     let error = match res.status() {
         StatusCode::NOT_FOUND => ApiError::NotFound,
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed {
+            allow: res
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        },
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::PayloadTooLarge(crate::http::extractors::BODY_LIMIT)
         }

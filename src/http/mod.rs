@@ -1,8 +1,11 @@
 //! The HTTP API of API.md: errors as problem+json, extractors, routes, sessions.
 
+pub mod account_limit;
+pub mod body;
 mod client_ip;
 pub mod error;
 pub mod extractors;
+pub mod fields;
 mod mailing;
 pub mod observe;
 mod openapi;

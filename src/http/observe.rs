@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 
@@ -33,6 +34,25 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b));
     ok.then(|| text.to_owned())
+}
+
+/// The label of an unknown method or path.
+const OTHER: &str = "other";
+
+/// The method's label: one of the methods HTTP defines, or [`OTHER`].
+fn known_method(method: &Method) -> &'static str {
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ]
+    .iter()
+    .find(|known| *known == method)
+    .map_or(OTHER, |known| known.as_str())
 }
 
 /// What a login's status says about its outcome.
@@ -67,14 +87,15 @@ pub async fn observe(
     let elapsed = started.elapsed();
     let request = res.request();
     let method = request.method().to_string();
-    let route = request
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    // Labels take a bounded set of values whatever clients send (API.md, /metrics): a
+    // made-up method or an unknown path is `other`, never a new series.
+    let method_label = known_method(request.method());
+    let route = request.match_pattern().unwrap_or_else(|| OTHER.to_owned());
     let path = request.path().to_owned();
     let status = res.status().as_u16();
     if let Some(state) = state {
         let labels = RequestLabels {
-            method: method.clone(),
+            method: method_label,
             route: route.clone(),
             status,
         };
@@ -84,7 +105,7 @@ pub async fn observe(
             .request_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
-        if route == "/auth/login" && method == "POST" {
+        if route == "/auth/login" && method_label == "POST" {
             let outcome = login_outcome(status);
             state
                 .metrics
@@ -95,6 +116,11 @@ pub async fn observe(
     }
     let headers = res.headers_mut();
     headers.remove(&WHITELISTED);
+    // Nothing the API answers may be kept by a cache unless the route says otherwise
+    // (JWKS, discovery): token pairs above all (API.md, Tokens).
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, value);
     }

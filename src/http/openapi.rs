@@ -27,7 +27,6 @@ use utoipa::openapi::{Content, OpenApi as Document, RefOr, Response};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ProblemCode;
-use super::throttle::never_throttled;
 
 /// The name of the Bearer security scheme: the route attributes spell it out in
 /// `security(("bearer" = []))`.
@@ -35,6 +34,10 @@ const BEARER: &str = "bearer";
 
 /// The operation extension in which a handler lists its own problems.
 const PROBLEMS_EXTENSION: &str = "x-problems";
+
+/// The operation extension that marks an operation the throttle counts (set from the
+/// route table, which knows each route's scope).
+pub const THROTTLED_EXTENSION: &str = "x-throttled";
 
 const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -90,9 +93,9 @@ pub fn document(operations: Document, public_url: &str) -> Result<Document, serd
     );
     doc.servers = Some(vec![Server::new(public_url)]);
     let mut used = BTreeSet::new();
-    for (path, item) in doc.paths.paths.iter_mut() {
+    for item in doc.paths.paths.values_mut() {
         for operation in operations_mut(item) {
-            let codes = problem_codes(path, operation)?;
+            let codes = problem_codes(operation)?;
             add_problem_responses(operation, &codes);
             used.extend(codes);
         }
@@ -189,14 +192,14 @@ fn requires_bearer(operation: &Operation) -> bool {
 
 /// The handler's own problems (taken out of the extension, which has done its job) plus
 /// those that follow from the operation's shape.
-fn problem_codes(
-    path: &str,
-    operation: &mut Operation,
-) -> Result<BTreeSet<ProblemCode>, serde_json::Error> {
-    let listed = operation
-        .extensions
-        .as_mut()
-        .and_then(|extensions| extensions.remove(PROBLEMS_EXTENSION));
+fn problem_codes(operation: &mut Operation) -> Result<BTreeSet<ProblemCode>, serde_json::Error> {
+    let (listed, throttled) = match operation.extensions.as_mut() {
+        Some(extensions) => (
+            extensions.remove(PROBLEMS_EXTENSION),
+            extensions.remove(THROTTLED_EXTENSION).is_some(),
+        ),
+        None => (None, false),
+    };
     if operation.extensions.as_ref().is_some_and(|e| e.is_empty()) {
         operation.extensions = None;
     }
@@ -219,7 +222,7 @@ fn problem_codes(
             ProblemCode::ServiceUnavailable,
         ]);
     }
-    if !never_throttled(path) {
+    if throttled {
         codes.insert(ProblemCode::Throttled);
     }
     if !codes.is_empty() {
@@ -442,10 +445,13 @@ mod tests {
     #[utoipa::path(
         post,
         path = "/things",
-        request_body = schemas::EmailRequest,
+        request_body = schemas::Empty,
         security(("bearer" = [])),
         responses((status = 204, description = "Done.")),
-        extensions(("x-problems" = json!([ProblemCode::Conflict]))),
+        extensions(
+            ("x-problems" = json!([ProblemCode::Conflict])),
+            ("x-throttled" = json!(true)),
+        ),
     )]
     #[expect(dead_code, reason = "only its path attribute is used")]
     fn create_thing() {}

@@ -1,16 +1,19 @@
 //! What every handler shares; built once by `app`, one per running application, so several
 //! instances can live in one process (the tests do that).
 
+use super::account_limit::AccountLimit;
+use super::error::ApiError;
 use crate::auth::account_tokens::AccountTokens;
 use crate::auth::jwt::TokenService;
 use crate::auth::password::PasswordHasher;
 use crate::config::Settings;
 use crate::db::Database;
-use crate::domain::PasswordPolicy;
+use crate::domain::{Password, PasswordPolicy, Problems};
 use crate::email::worker::Outbox;
 use crate::metrics::Metrics;
 
 pub struct AppState {
+    pub account_limit: std::sync::Arc<AccountLimit>,
     pub settings: Settings,
     pub db: Database,
     pub tokens: TokenService,
@@ -19,4 +22,20 @@ pub struct AppState {
     pub account_tokens: AccountTokens,
     pub outbox: Outbox,
     pub metrics: Metrics,
+}
+
+impl AppState {
+    /// A new password checked against the policy, off the async workers; the outer error
+    /// is a full hashing queue (503), the inner one the policy's messages for the field.
+    pub async fn check_password(
+        &self,
+        raw: &str,
+        attributes: &[&str],
+    ) -> Result<Result<Password, Problems>, ApiError> {
+        let attributes = attributes.iter().map(|a| (*a).to_owned()).collect();
+        Ok(self
+            .hasher
+            .check_policy(self.policy, raw.to_owned(), attributes)
+            .await?)
+    }
 }

@@ -2,13 +2,15 @@
 //! requests without a valid access token), `user` (per user id, requests with one) and
 //! `login` (per client IP, one bucket over the credential endpoints). Each scope is one
 //! governor whose key extractor answers [`ThrottleKey::Exempt`] for requests outside the
-//! scope; exempt keys are whitelisted. Probes, metrics and `/.well-known/*` are never
-//! throttled.
+//! scope; exempt keys are whitelisted. Which scopes a request counts against is the
+//! [`Limit`] its route declares in the route table (probes, metrics and `/.well-known/*`
+//! are never throttled), never a comparison of raw path strings.
 //!
 //! Who is asking ([`Caller`]) is worked out once per request and kept in the request's
 //! extensions, so the access token is verified once for the throttle and the handler.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_governor::governor::NotUntil;
@@ -17,6 +19,7 @@ use actix_governor::governor::middleware::StateInformationMiddleware;
 use actix_governor::{
     Governor, GovernorConfig, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError,
 };
+use actix_web::dev::ResourceDef;
 use actix_web::dev::ServiceRequest;
 use actix_web::http::{Method, header};
 use actix_web::{HttpMessage, HttpResponse, HttpResponseBuilder, web};
@@ -24,6 +27,7 @@ use actix_web::{HttpMessage, HttpResponse, HttpResponseBuilder, web};
 use super::client_ip::client_ip;
 use super::error::ApiError;
 use super::extractors::bearer_token;
+use super::routes::{Limit, Route};
 use super::state::AppState;
 use crate::auth::jwt::{TokenType, Verified};
 use crate::config::{ConfigError, Rate, ThrottleSettings};
@@ -86,17 +90,32 @@ enum Scope {
     Login,
 }
 
-/// The endpoints that take credentials or send mail to an address (API.md, Throttling).
-const CREDENTIAL_PATHS: &[&str] = &[
-    "/auth/login",
-    "/auth/register",
-    "/auth/password/reset",
-    "/auth/activate/resend",
-];
+/// Each operation's [`Limit`], matched the way the router matches: the same path
+/// templates, against the same percent-decoded path (`/auth/l%6Fgin` is `/auth/login`
+/// here as it is to the router), so no spelling of a path reaches a handler outside the
+/// scope its route declares.
+#[derive(Debug)]
+pub struct RouteLimits(Vec<(ResourceDef, Method, Limit)>);
 
-/// Probes, metrics and `/.well-known/*` (API.md, Throttling).
-pub fn never_throttled(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/.well-known/")
+impl RouteLimits {
+    pub fn new(routes: &[Route]) -> Self {
+        Self(
+            routes
+                .iter()
+                .map(|r| (ResourceDef::new(r.path.as_str()), r.method.clone(), r.limit))
+                .collect(),
+        )
+    }
+
+    /// The limit of the route that will serve `req`; an unknown path or method (a 404 or
+    /// 405) counts as an ordinary request.
+    fn of(&self, req: &ServiceRequest) -> Limit {
+        let path = req.match_info().as_str();
+        self.0
+            .iter()
+            .find(|(def, method, _)| method == req.method() && def.is_match(path))
+            .map_or(Limit::Caller, |(_, _, limit)| *limit)
+    }
 }
 
 /// IPv6 clients are counted per /64, the block one subscriber usually holds; otherwise a
@@ -114,6 +133,7 @@ fn client_key(ip: IpAddr) -> ThrottleKey {
 #[derive(Debug, Clone)]
 pub struct ScopeKey {
     scope: Scope,
+    routes: Arc<RouteLimits>,
     /// `throttle.enabled`: when off, every request is exempt (the middleware stays in
     /// place, so the app has one shape either way).
     enabled: bool,
@@ -124,16 +144,14 @@ impl KeyExtractor for ScopeKey {
     type KeyExtractionError = SimpleKeyExtractionError<&'static str>;
 
     fn extract(&self, req: &ServiceRequest) -> Result<ThrottleKey, Self::KeyExtractionError> {
-        let path = req.path();
-        if !self.enabled || never_throttled(path) {
+        let limit = self.routes.of(req);
+        if !self.enabled || limit == Limit::Never {
             return Ok(ThrottleKey::Exempt);
         }
         let caller = Caller::of(req);
         let ip_key = || caller.ip.map_or(ThrottleKey::Exempt, client_key);
         Ok(match self.scope {
-            Scope::Login if req.method() == Method::POST && CREDENTIAL_PATHS.contains(&path) => {
-                ip_key()
-            }
+            Scope::Login if limit == Limit::Credentials => ip_key(),
             Scope::Login => ThrottleKey::Exempt,
             Scope::Anon if caller.token.is_none() => ip_key(),
             Scope::User => match &caller.token {
@@ -149,9 +167,7 @@ impl KeyExtractor for ScopeKey {
         negative: &NotUntil<QuantaInstant>,
         mut response: HttpResponseBuilder,
     ) -> HttpResponse {
-        // Rounded up: "retry in 0 seconds" would invite an immediate, futile retry.
-        let wait = negative.wait_time_from(DefaultClock::default().now());
-        let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let retry_after = retry_after(negative);
         response.insert_header((header::RETRY_AFTER, retry_after));
         response.insert_header(("x-ratelimit-after", retry_after));
         ApiError::Throttled { retry_after }.render(response)
@@ -160,6 +176,13 @@ impl KeyExtractor for ScopeKey {
     fn whitelisted_keys(&self) -> Vec<ThrottleKey> {
         vec![ThrottleKey::Exempt]
     }
+}
+
+/// Seconds until `not_until`, rounded up: "retry in 0 seconds" would invite an immediate,
+/// futile retry.
+pub fn retry_after(not_until: &NotUntil<QuantaInstant>) -> u64 {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 pub type ScopeConfig = GovernorConfig<ScopeKey, StateInformationMiddleware>;
@@ -173,23 +196,35 @@ pub struct Throttle {
     pub login: ScopeConfig,
 }
 
-fn scope(name: &str, scope: Scope, rate: Rate, enabled: bool) -> Result<ScopeConfig, ConfigError> {
+fn scope(
+    name: &str,
+    scope: Scope,
+    rate: Rate,
+    enabled: bool,
+    routes: &Arc<RouteLimits>,
+) -> Result<ScopeConfig, ConfigError> {
+    let routes = Arc::clone(routes);
     GovernorConfigBuilder::default()
         .period(rate.replenish_interval())
         .burst_size(rate.count)
-        .key_extractor(ScopeKey { scope, enabled })
+        .key_extractor(ScopeKey {
+            scope,
+            routes,
+            enabled,
+        })
         .use_headers()
         .finish()
         .ok_or_else(|| ConfigError(format!("`throttle.{name}`: rate {rate} is too high")))
 }
 
 impl Throttle {
-    pub fn new(settings: &ThrottleSettings) -> Result<Self, ConfigError> {
+    pub fn new(settings: &ThrottleSettings, routes: RouteLimits) -> Result<Self, ConfigError> {
         let on = settings.enabled;
+        let routes = Arc::new(routes);
         Ok(Self {
-            anon: scope("anon", Scope::Anon, settings.anon, on)?,
-            user: scope("user", Scope::User, settings.user, on)?,
-            login: scope("login", Scope::Login, settings.login, on)?,
+            anon: scope("anon", Scope::Anon, settings.anon, on, &routes)?,
+            user: scope("user", Scope::User, settings.user, on, &routes)?,
+            login: scope("login", Scope::Login, settings.login, on, &routes)?,
         })
     }
 

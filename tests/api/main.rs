@@ -34,6 +34,7 @@ mod helpers;
 mod ops_helpers;
 
 mod admin_users;
+mod adversarial;
 mod cors;
 mod errors;
 mod flush_expired;

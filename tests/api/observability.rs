@@ -133,7 +133,7 @@ async fn metrics_count_requests_logins_tokens_and_reuse(backend: Backend) {
     for s in samples(&m, "latchkey_http_requests_total", &[]) {
         let route = &s.labels["route"];
         assert!(
-            route.starts_with('/') || route == "unmatched",
+            route.starts_with('/') || route == "other",
             "unexpected route label {route:?}"
         );
     }

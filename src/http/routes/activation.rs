@@ -4,22 +4,48 @@ use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use serde_json::json;
 
-use super::resource;
+use super::Route;
 use crate::auth::account_tokens::{Binding, Purpose};
 use crate::db::models::users::User;
 use crate::domain::{Email, UserId};
+use crate::http::body::{BodySpec, Kind, bounds, required};
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
-use crate::http::extractors::{Fields, JsonBody};
-use crate::http::openapi::schemas::{ActivateRequest, Activated, EmailRequest, Empty};
+use crate::http::fields::{Fields, JsonBody};
+use crate::http::openapi::schemas::{Activated, Empty};
 use crate::http::state::AppState;
 use crate::http::views::UserView;
 use crate::http::{mailing, session};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/auth/activate").route(web::post().to(activate)))
-        .service(resource("/auth/activate/resend").route(web::post().to(resend)));
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route!(Caller, activate, LINK),
+        route!(Credentials, resend, EMAIL),
+    ]
 }
+
+/// The two parts of an emailed link.
+pub(super) const LINK: BodySpec = BodySpec {
+    name: "ActivateRequest",
+    description: "The emailed activation link's two parts.",
+    fields: &[
+        required(
+            "uid",
+            Kind::Text(bounds::UID),
+            "URL-safe base64 (no padding) of the user id.",
+        ),
+        required("token", Kind::Text(bounds::LINK_TOKEN), ""),
+    ],
+    one_of: &[],
+};
+
+/// An address to send a link to.
+pub(super) const EMAIL: BodySpec = BodySpec {
+    name: "EmailRequest",
+    description: "An email address to send a link to; the answer is the same whether or not it is known.",
+    fields: &[required("email", Kind::Text(bounds::EMAIL_LOOKUP), "")],
+    one_of: &[],
+};
 
 fn bad_uid() -> ApiError {
     ApiError::field("uid", vec!["Invalid user id or user doesn't exist.".into()])
@@ -72,7 +98,6 @@ pub(super) async fn user_for_token(
     description = "Takes the two parts of the emailed link; the account becomes active and \
                    its email verified. A token works once: a used, expired or forged one is \
                    400 `validation_failed` with `errors.token` (an unknown `uid`: `errors.uid`).",
-    request_body = ActivateRequest,
     responses((
         status = 200,
         description = "Activated: a new session, or with `accounts.require_admin_approval` the \
@@ -112,7 +137,6 @@ async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
     summary = "Send the activation email again",
     description = "The answer is the same whether or not the address is known, so it reveals \
                    nothing; an account still waiting for activation gets a fresh link.",
-    request_body = EmailRequest,
     responses((status = 202, description = "Accepted.", body = Empty)),
     extensions(("x-problems" = json!([Code::ServiceUnavailable]))),
 )]

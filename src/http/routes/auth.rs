@@ -4,31 +4,94 @@ use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use serde_json::json;
 
-use super::resource;
+use super::Route;
 use crate::auth::account_tokens::Purpose;
 use crate::auth::jwt::TokenType;
 use crate::db::models::db_time;
 use crate::db::models::tokens::{self, Liveness};
 use crate::db::models::users::{NewUser, Taken, User};
 use crate::domain::{Email, Password, UserId, Username};
+use crate::http::account_limit::Account;
+use crate::http::body::{BodySpec, Kind, bounds, optional, required};
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
-use crate::http::extractors::{AuthenticatedUser, Fields, JsonBody};
-use crate::http::openapi::schemas::{
-    LoginRequest, RefreshTokenRequest, RegisterRequest, Registered, Verified, VerifyRequest,
-};
+use crate::http::extractors::AuthenticatedUser;
+use crate::http::fields::{Fields, JsonBody};
+use crate::http::openapi::schemas::{Registered, Verified};
 use crate::http::state::AppState;
 use crate::http::views::{TokenPair, UserView};
 use crate::http::{mailing, session};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/auth/register").route(web::post().to(register)))
-        .service(resource("/auth/login").route(web::post().to(login)))
-        .service(resource("/auth/token/refresh").route(web::post().to(refresh)))
-        .service(resource("/auth/token/verify").route(web::post().to(verify)))
-        .service(resource("/auth/logout").route(web::post().to(logout)))
-        .service(resource("/auth/logout/all").route(web::post().to(logout_all)));
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route!(Credentials, register, REGISTER),
+        route!(Credentials, login, LOGIN),
+        route!(Caller, refresh, REFRESH),
+        route!(Caller, verify, VERIFY),
+        route!(Caller, logout, REFRESH),
+        route!(Caller, logout_all),
+    ]
 }
+
+const REGISTER: BodySpec = BodySpec {
+    name: "RegisterRequest",
+    description: "A new account.",
+    fields: &[
+        required(
+            "username",
+            Kind::Text(bounds::USERNAME),
+            "Letters, digits and `@ . + - _`, NFKC-normalised; unique, ignoring case.",
+        ),
+        required(
+            "email",
+            Kind::Text(bounds::EMAIL),
+            "Unique, ignoring case; stored with the domain lower-cased.",
+        ),
+        required(
+            "password",
+            Kind::Text(bounds::NEW_PASSWORD),
+            "At least `password.min_length` characters, not entirely numeric, not too similar to the username or email, not a common password.",
+        ),
+        required(
+            "password_confirm",
+            Kind::Text(bounds::PASSWORD),
+            "Must equal `password`.",
+        ),
+        optional("first_name", Kind::Text(bounds::NAME), ""),
+        optional("last_name", Kind::Text(bounds::NAME), ""),
+        optional("bio", Kind::Text(bounds::BIO), ""),
+    ],
+    one_of: &[],
+};
+
+const LOGIN: BodySpec = BodySpec {
+    name: "LoginRequest",
+    description: "Credentials: `password` and one of `username` or `email` (`username` wins if both are given).",
+    fields: &[
+        optional("username", Kind::Text(bounds::LOGIN_NAME), ""),
+        optional("email", Kind::Text(bounds::LOGIN_NAME), ""),
+        required("password", Kind::Text(bounds::PASSWORD), ""),
+    ],
+    one_of: &["username", "email"],
+};
+
+const REFRESH: BodySpec = BodySpec {
+    name: "RefreshTokenRequest",
+    description: "A refresh token.",
+    fields: &[required("refresh_token", Kind::Text(bounds::JWT), "")],
+    one_of: &[],
+};
+
+const VERIFY: BodySpec = BodySpec {
+    name: "VerifyRequest",
+    description: "A token to check.",
+    fields: &[required(
+        "token",
+        Kind::Text(bounds::JWT),
+        "An access or a refresh token.",
+    )],
+    one_of: &[],
+};
 
 struct Registration {
     username: Username,
@@ -40,7 +103,7 @@ struct Registration {
 }
 
 impl Registration {
-    fn parse(body: JsonBody, state: &AppState) -> Result<Self, ApiError> {
+    async fn parse(body: JsonBody, state: &AppState) -> Result<Self, ApiError> {
         let mut f = Fields::new(body);
         let raw_username = f.required_str("username");
         let raw_email = f.required_str("email");
@@ -59,9 +122,10 @@ impl Registration {
             .into_iter()
             .flatten()
             .collect();
-        let password = raw_password
-            .as_deref()
-            .and_then(|p| f.check("password", state.policy.parse(p, &attributes)));
+        let password = match raw_password {
+            Some(p) => f.check("password", state.check_password(&p, &attributes).await?),
+            None => None,
+        };
         f.finish(|| {
             Some(Self {
                 username: username?,
@@ -92,12 +156,11 @@ fn conflict(taken: Taken) -> ApiError {
                    starts inactive and an activation email is sent; with \
                    `accounts.require_admin_approval` on it then also waits for a staff member. \
                    With neither, the user is logged in at once.",
-    request_body = RegisterRequest,
     responses((status = 201, description = "The account was created.", body = Registered)),
     extensions(("x-problems" = json!([Code::Conflict, Code::ServiceUnavailable]))),
 )]
 async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
-    let r = Registration::parse(body, &state)?;
+    let r = Registration::parse(body, &state).await?;
     let (username_key, email_key) = (r.username.key(), r.email.key());
     // Checked before the costly hash; the unique indexes still decide races.
     let (uk, ek) = (username_key.clone(), email_key.clone());
@@ -159,7 +222,8 @@ async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
     Ok(HttpResponse::Created().json(session::open(&state, &user.id, true).await?))
 }
 
-/// Which account a login names.
+/// Which account a login names (as given, then as its lookup key).
+#[derive(Clone)]
 enum LoginName {
     Username(String),
     Email(String),
@@ -174,7 +238,6 @@ enum LoginName {
     description = "Checks `password` against the account named by `username` or `email` \
                    and updates its `last_login`. An unknown user costs as much time as a \
                    wrong password.",
-    request_body = LoginRequest,
     responses((status = 200, description = "A new session.", body = TokenPair)),
     extensions(("x-problems" = json!([
         Code::InvalidCredentials,
@@ -187,28 +250,30 @@ async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespons
     let username = f.optional_str("username");
     let email = f.optional_str("email");
     let password = f.required_str("password");
+    // The spec requires one of the two; `username` wins if both are given.
     let name = match (username, email) {
         (Some(u), _) => Some(LoginName::Username(u)),
-        (None, Some(e)) => Some(LoginName::Email(e)),
-        (None, None) => {
-            if !f.has_errors() {
-                f.reject(
-                    "non_field_errors",
-                    vec!["Must include \"username\" or \"email\".".into()],
-                );
-            }
-            None
-        }
+        (None, e) => e.map(LoginName::Email),
     };
     let (name, password) = f.finish(|| Some((name?, password?)))?;
 
+    let name = match name {
+        LoginName::Username(u) => LoginName::Username(Username::key_of(&u)),
+        LoginName::Email(e) => LoginName::Email(Email::key_of(&e)),
+    };
+    let lookup = name.clone();
     let found = state
         .db
-        .run(move |conn| match name {
-            LoginName::Username(u) => User::find_by_username_key(conn, &Username::key_of(&u)),
-            LoginName::Email(e) => User::find_by_email_key(conn, &Email::key_of(&e)),
+        .run(move |conn| match &lookup {
+            LoginName::Username(key) => User::find_by_username_key(conn, key),
+            LoginName::Email(key) => User::find_by_email_key(conn, key),
         })
         .await?;
+    let (LoginName::Username(key) | LoginName::Email(key)) = &name;
+    state.account_limit.check(match &found {
+        Some(user) => Account::User(&user.id),
+        None => Account::Unknown(key),
+    })?;
     // An unknown user costs a dummy-hash check, so timing does not tell who exists.
     let stored = found.as_ref().map(|u| u.password_hash.clone());
     let matches = state.hasher.verify(&password, stored).await?;
@@ -247,7 +312,6 @@ fn inactive_reason(user: &User, verification_required: bool) -> &'static str {
                    family returned. Presenting the token just rotated again within the grace \
                    window (10 s by default) gives a fresh pair too; any other reuse revokes \
                    the whole family (`token_reused`).",
-    request_body = RefreshTokenRequest,
     responses((status = 200, description = "The rotated pair.", body = TokenPair)),
     extensions(("x-problems" = json!([
         Code::TokenInvalid,
@@ -274,7 +338,6 @@ async fn refresh(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespo
     summary = "Check a token",
     description = "Verifies an access or refresh token: signature, claims, that its user \
                    still exists and is active, and for a refresh token that it is still live.",
-    request_body = VerifyRequest,
     responses((status = 200, description = "The token is valid.", body = Verified)),
     extensions(("x-problems" = json!([
         Code::TokenInvalid,
@@ -320,7 +383,6 @@ async fn verify(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespon
     tag = "Login and tokens",
     summary = "Log out one session",
     description = "Revokes the refresh token's family. Idempotent.",
-    request_body = RefreshTokenRequest,
     responses((status = 204, description = "The session is revoked.")),
     extensions(("x-problems" = json!([Code::TokenInvalid, Code::ServiceUnavailable]))),
 )]

@@ -6,67 +6,62 @@ use std::sync::OnceLock;
 use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
-use utoipa::OpenApi;
+use utoipa::openapi::path::Paths;
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::Ref;
+use utoipa::openapi::{Components, Content, OpenApi as Document, OpenApiBuilder, RefOr, Required};
 
-use super::resource;
+use crate::http::body::SchemaContext;
+
+use super::{Limit, Route};
+use crate::config::Settings;
 use crate::http::error::ApiError;
-use crate::http::openapi::{self, html};
+use crate::http::openapi::{self, THROTTLED_EXTENSION, html};
 use crate::http::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    let docs = web::Data::new(Docs::default());
-    cfg.service(
-        resource("/openapi.json")
-            .app_data(docs.clone())
-            .route(web::get().to(openapi_json)),
-    )
-    .service(
-        resource("/docs")
-            .app_data(docs)
-            .route(web::get().to(reference)),
-    );
+pub(super) fn routes() -> Vec<Route> {
+    vec![route!(Caller, openapi_json), route!(Caller, reference)]
 }
 
-/// Every operation of the routes. Listed here rather than in `http::openapi` because the
-/// route modules are private to `routes`.
-#[derive(OpenApi)]
-#[openapi(paths(
-    super::auth::register,
-    super::activation::activate,
-    super::activation::resend,
-    super::auth::login,
-    super::auth::refresh,
-    super::auth::verify,
-    super::auth::logout,
-    super::auth::logout_all,
-    super::password_reset::request_reset,
-    super::password_reset::confirm_reset,
-    super::users_me::change_password,
-    super::users_me::me,
-    super::users_me::update_me,
-    super::users_me::delete_me,
-    super::users_admin::list,
-    super::users_admin::read,
-    super::users_admin::update,
-    super::users_admin::delete,
-    super::groups::list,
-    super::groups::create,
-    super::groups::delete,
-    super::well_known::jwks,
-    super::well_known::openid_configuration,
-    super::health::healthz,
-    super::health::readyz,
-    super::metrics::metrics,
-    openapi_json,
-    reference,
-))]
-struct Operations;
+/// Every operation of the route table, with its request body from the body spec it is
+/// parsed with, and the schemas its responses refer to.
+fn operations(ctx: &SchemaContext) -> Document {
+    let mut paths = Paths::new();
+    let mut schemas = Vec::new();
+    for route in super::all() {
+        let mut operation = route.operation();
+        if let Some(spec) = route.body {
+            schemas.push((spec.name.to_owned(), RefOr::T(spec.schema(ctx))));
+            let content = Content::new(Some(Ref::from_schema_name(spec.name)));
+            operation.request_body = Some(RefOr::T(
+                RequestBodyBuilder::new()
+                    .content("application/json", content)
+                    .required(Some(Required::True))
+                    .build(),
+            ));
+        }
+        if route.limit != Limit::Never {
+            operation
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(THROTTLED_EXTENSION.into(), true.into());
+        }
+        route.schemas(&mut schemas);
+        paths.add_path_operation(&route.path, vec![route.http_method()], operation);
+    }
+    let mut components = Components::new();
+    components.schemas.extend(schemas);
+    OpenApiBuilder::new()
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}
 
 /// The document and its page, made on first use (the server URL comes from the settings,
 /// which `configure` cannot see) and then served as they are. Each worker builds its own
 /// app, hence its own copy.
 #[derive(Default)]
-struct Docs(OnceLock<Result<Rendered, String>>);
+pub(super) struct Docs(OnceLock<Result<Rendered, String>>);
 
 /// Bytes, so that serving one is a reference-count increment.
 struct Rendered {
@@ -77,14 +72,17 @@ struct Rendered {
 impl Docs {
     fn get(&self, state: &AppState) -> Result<&Rendered, ApiError> {
         self.0
-            .get_or_init(|| render(state.settings.public_url()))
+            .get_or_init(|| render(&state.settings))
             .as_ref()
             .map_err(|e| ApiError::Internal(e.clone()))
     }
 }
 
-fn render(public_url: &str) -> Result<Rendered, String> {
-    let doc = openapi::document(Operations::openapi(), public_url)
+fn render(settings: &Settings) -> Result<Rendered, String> {
+    let ctx = SchemaContext {
+        password_min_length: settings.password.min_length,
+    };
+    let doc = openapi::document(operations(&ctx), settings.public_url())
         .map_err(|e| format!("building the OpenAPI document: {e}"))?;
     let json = doc
         .to_json()

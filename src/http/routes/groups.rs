@@ -3,24 +3,35 @@
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use super::resource;
+use super::Route;
 use crate::db::DbError;
 use crate::db::models::groups;
 use crate::domain::GroupName;
+use crate::http::body::{BodySpec, Kind, bounds, required};
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
-use crate::http::extractors::{Fields, JsonBody, StaffUser};
-use crate::http::openapi::schemas::NewGroup;
+use crate::http::extractors::StaffUser;
+use crate::http::fields::{Fields, JsonBody};
 use crate::http::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/groups")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(resource("/groups/{name}").route(web::delete().to(delete)));
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route!(Caller, list),
+        route!(Caller, create, NEW_GROUP),
+        route!(Caller, delete),
+    ]
 }
+
+const NEW_GROUP: BodySpec = BodySpec {
+    name: "NewGroup",
+    description: "A group to create.",
+    fields: &[required(
+        "name",
+        Kind::Text(bounds::GROUP_NAME),
+        "Letters, digits and `_ . - @ + :`; case-sensitive.",
+    )],
+    one_of: &[],
+};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = Group)]
@@ -58,7 +69,6 @@ async fn list(state: web::Data<AppState>, _staff: StaffUser) -> Result<HttpRespo
     summary = "Create a group",
     description = "Members are added with `PATCH /users/{id}`.",
     security(("bearer" = [])),
-    request_body = NewGroup,
     responses((status = 201, description = "The new, empty group.", body = GroupView)),
     extensions(("x-problems" = json!([Code::PermissionDenied, Code::Conflict]))),
 )]

@@ -3,15 +3,14 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::resource;
+use super::Route;
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
 use crate::http::openapi::schemas::Status;
 use crate::http::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz").route(web::get().to(healthz)))
-        .service(resource("/readyz").route(web::get().to(readyz)));
+pub(super) fn routes() -> Vec<Route> {
+    vec![route!(Never, healthz), route!(Never, readyz)]
 }
 
 #[utoipa::path(

@@ -3,13 +3,13 @@
 
 use actix_web::{HttpResponse, web};
 
-use super::resource;
+use super::Route;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::metrics::StateLabels;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/metrics").route(web::get().to(metrics)));
+pub(super) fn routes() -> Vec<Route> {
+    vec![route!(Never, metrics)]
 }
 
 #[utoipa::path(

@@ -3,22 +3,49 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::activation::{bad_token, user_for_token};
-use super::resource;
+use super::Route;
+use super::activation::{EMAIL, bad_token, user_for_token};
 use crate::auth::account_tokens::Purpose;
 use crate::db::models::users::User;
 use crate::domain::Email;
+use crate::http::body::{BodySpec, Kind, bounds, required};
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
-use crate::http::extractors::{Fields, JsonBody};
-use crate::http::openapi::schemas::{EmailRequest, Empty, ResetConfirmRequest};
+use crate::http::fields::{Fields, JsonBody};
+use crate::http::openapi::schemas::Empty;
 use crate::http::state::AppState;
 use crate::http::{mailing, session};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/auth/password/reset").route(web::post().to(request_reset)))
-        .service(resource("/auth/password/reset/confirm").route(web::post().to(confirm_reset)));
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route!(Credentials, request_reset, EMAIL),
+        route!(Caller, confirm_reset, CONFIRM),
+    ]
 }
+
+const CONFIRM: BodySpec = BodySpec {
+    name: "ResetConfirmRequest",
+    description: "The emailed reset link's two parts and the new password, twice.",
+    fields: &[
+        required("uid", Kind::Text(bounds::UID), "From the emailed link."),
+        required(
+            "token",
+            Kind::Text(bounds::LINK_TOKEN),
+            "From the emailed link.",
+        ),
+        required(
+            "new_password",
+            Kind::Text(bounds::NEW_PASSWORD),
+            "The same rules as at registration.",
+        ),
+        required(
+            "new_password_confirm",
+            Kind::Text(bounds::PASSWORD),
+            "Must equal `new_password`.",
+        ),
+    ],
+    one_of: &[],
+};
 
 /// 202 `{}` always (no enumeration); an active account gets a reset link.
 #[utoipa::path(
@@ -29,7 +56,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     summary = "Request a password reset email",
     description = "The answer is the same whatever the address, so it reveals nothing; an \
                    active account gets a reset link (valid for 1 hour by default).",
-    request_body = EmailRequest,
     responses((status = 202, description = "Accepted.", body = Empty)),
     extensions(("x-problems" = json!([Code::ServiceUnavailable]))),
 )]
@@ -57,7 +83,6 @@ async fn request_reset(
     summary = "Set a new password with a reset link",
     description = "Every refresh token of the user is revoked. A used, expired or forged \
                    link is 400 `validation_failed` with `errors.token`.",
-    request_body = ResetConfirmRequest,
     responses((status = 204, description = "The password is replaced.")),
     extensions(("x-problems" = json!([Code::ServiceUnavailable]))),
 )]
@@ -72,8 +97,8 @@ async fn confirm_reset(
     let (uid, token, new) = f.finish(|| Some((uid?, token?, new?)))?;
     let user = user_for_token(&state, &uid, &token, Purpose::PasswordReset).await?;
     let password = state
-        .policy
-        .parse(&new, &[&user.username, &user.email])
+        .check_password(&new, &[&user.username, &user.email])
+        .await?
         .map_err(|problems| ApiError::field("new_password", problems))?;
     let changed = session::replace_password(&state, &user, &password, "password_reset").await?;
     if !changed {

@@ -6,29 +6,63 @@ use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::resource;
+use super::Route;
 use crate::accounts::{self, StaffUpdate};
 use crate::db::models::groups;
 use crate::db::models::user_list::{self, OrderField, UserFilter, UserOrder};
 use crate::db::models::users::{User, UserChanges};
-use crate::domain::{CustomClaims, GroupName, UserId};
+use crate::domain::{CLAIMS_MAX_BYTES, CustomClaims, GroupName, UserId};
+use crate::http::body::{BodySpec, Kind, bounds, optional};
 use crate::http::error::ProblemCode as Code;
 use crate::http::error::{ApiError, FieldErrors};
-use crate::http::extractors::{Fields, JsonBody, StaffUser};
-use crate::http::openapi::schemas::{StaffUserUpdate, UserListQuery};
+use crate::http::extractors::StaffUser;
+use crate::http::fields::{Fields, JsonBody};
+use crate::http::openapi::schemas::UserListQuery;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::state::AppState;
 use crate::http::views::UserView;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/users").route(web::get().to(list)))
-        .service(
-            resource("/users/{id}")
-                .route(web::get().to(read))
-                .route(web::patch().to(update))
-                .route(web::delete().to(delete)),
-        );
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route!(Caller, list),
+        route!(Caller, read),
+        route!(Caller, update, STAFF_UPDATE),
+        route!(Caller, delete),
+    ]
 }
+
+const STAFF_UPDATE: BodySpec = BodySpec {
+    name: "StaffUserUpdate",
+    description: "What staff may change about a user; absent fields stay as they are.",
+    fields: &[
+        optional(
+            "is_active",
+            Kind::Bool,
+            "`false` revokes the user's refresh tokens and blocks the account (even one not yet activated); `true` lifts that, and on a user awaiting approval approves it (and emails them). Staff cannot deactivate themselves.",
+        ),
+        optional(
+            "is_staff",
+            Kind::Bool,
+            "Staff cannot remove their own staff status.",
+        ),
+        optional(
+            "groups",
+            Kind::TextList(bounds::GROUP_NAME),
+            "Replaces the user's groups (a set: a name given twice counts once); every name must exist.",
+        ),
+        optional(
+            "claims",
+            Kind::Object {
+                max_bytes: CLAIMS_MAX_BYTES,
+            },
+            "Replaces the custom claims merged into access tokens: at most 4 KiB as JSON, no reserved claim names.",
+        ),
+        optional("first_name", Kind::Text(bounds::NAME), ""),
+        optional("last_name", Kind::Text(bounds::NAME), ""),
+        optional("bio", Kind::Text(bounds::BIO), ""),
+    ],
+    one_of: &[],
+};
 
 /// A parsed `GET /users` query string.
 struct ListQuery {
@@ -62,6 +96,9 @@ fn parse_order(value: &str) -> Option<UserOrder> {
     Some(UserOrder { field, descending })
 }
 
+/// Longest `search` or `group` value: the longest email address (nothing longer can match).
+const QUERY_TEXT_MAX_CHARS: usize = 254;
+
 impl ListQuery {
     /// Every bad or unknown parameter is recorded in `errors`, keyed by its name. An empty
     /// `search` or `group` means no filter (an empty search box); other empty values are
@@ -77,7 +114,15 @@ impl ListQuery {
         };
         for (name, value) in &pairs {
             let name = name.as_str();
-            let text = || Ok((!value.is_empty()).then(|| value.clone()));
+            let text = || {
+                if value.contains('\0') {
+                    Err("Null characters are not allowed.")
+                } else if value.chars().count() > QUERY_TEXT_MAX_CHARS {
+                    Err("Ensure this value has no more than 254 characters.")
+                } else {
+                    Ok((!value.is_empty()).then(|| value.clone()))
+                }
+            };
             let boolean = || parse_bool(value).map(Some).ok_or("Must be true or false.");
             let parsed = match name {
                 "search" => text().map(|t| query.filter.search = t),
@@ -239,7 +284,6 @@ async fn read(
                    deactivated or demoted (403 `permission_denied`).",
     security(("bearer" = [])),
     params(("id" = String, Path, format = "uuid", description = "The user's id.")),
-    request_body = StaffUserUpdate,
     responses((status = 200, description = "The updated user.", body = UserView)),
     extensions(("x-problems" = json!([Code::PermissionDenied, Code::NotFound]))),
 )]
@@ -253,11 +297,18 @@ async fn update(
     let mut f = Fields::new(body);
     let is_active = f.optional_bool("is_active");
     let is_staff = f.optional_bool("is_staff");
-    let groups = f.optional_list("groups", |name| {
-        GroupName::parse(name).map(GroupName::into_string)
-    });
+    // A set: the same name twice is one membership (not a unique-key violation).
+    let groups = f
+        .optional_list("groups", |name| {
+            GroupName::parse(name).map(GroupName::into_string)
+        })
+        .map(|mut names| {
+            names.sort_unstable();
+            names.dedup();
+            names
+        });
     let claims = f
-        .optional_value("claims")
+        .optional_object("claims")
         .and_then(|value| f.check("claims", CustomClaims::parse(value)));
     let first_name = f.optional_name("first_name");
     let last_name = f.optional_name("last_name");

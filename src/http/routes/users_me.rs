@@ -2,25 +2,67 @@
 
 use actix_web::{HttpResponse, web};
 
-use super::resource;
+use super::Route;
 use crate::accounts;
 use crate::db::models::users::{User, UserChanges};
+use crate::http::account_limit::Account;
+use crate::http::body::{BodySpec, Kind, bounds, optional, required};
 use crate::http::error::ApiError;
-use crate::http::extractors::{AuthenticatedUser, Fields, JsonBody};
-use crate::http::openapi::schemas::{ChangePasswordRequest, CurrentPassword, ProfileUpdate};
+use crate::http::extractors::AuthenticatedUser;
+use crate::http::fields::{Fields, JsonBody};
 use crate::http::session;
 use crate::http::state::AppState;
 use crate::http::views::{TokenPair, UserView};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/users/me")
-            .route(web::get().to(me))
-            .route(web::patch().to(update_me))
-            .route(web::delete().to(delete_me)),
-    )
-    .service(resource("/users/me/password").route(web::post().to(change_password)));
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        route!(Caller, me),
+        route!(Caller, update_me, PROFILE),
+        route!(Credentials, delete_me, CURRENT_PASSWORD),
+        route!(Credentials, change_password, CHANGE_PASSWORD),
+    ]
 }
+
+const PROFILE: BodySpec = BodySpec {
+    name: "ProfileUpdate",
+    description: "The profile fields a user may change; any other field is refused and nothing changes.",
+    fields: &[
+        optional("first_name", Kind::Text(bounds::NAME), ""),
+        optional("last_name", Kind::Text(bounds::NAME), ""),
+        optional("bio", Kind::Text(bounds::BIO), ""),
+    ],
+    one_of: &[],
+};
+
+const CURRENT_PASSWORD: BodySpec = BodySpec {
+    name: "CurrentPassword",
+    description: "The caller's current password, to confirm a destructive change.",
+    fields: &[required(
+        "current_password",
+        Kind::Text(bounds::PASSWORD),
+        "",
+    )],
+    one_of: &[],
+};
+
+const CHANGE_PASSWORD: BodySpec = BodySpec {
+    name: "ChangePasswordRequest",
+    description: "The current password and the new one, twice.",
+    fields: &[
+        required("current_password", Kind::Text(bounds::PASSWORD), ""),
+        required(
+            "new_password",
+            Kind::Text(bounds::NEW_PASSWORD),
+            "The same rules as at registration.",
+        ),
+        required(
+            "new_password_confirm",
+            Kind::Text(bounds::PASSWORD),
+            "Must equal `new_password`.",
+        ),
+    ],
+    one_of: &[],
+};
 
 #[utoipa::path(
     get,
@@ -47,7 +89,6 @@ async fn me(who: AuthenticatedUser) -> HttpResponse {
     description = "Only `first_name`, `last_name` and `bio`; any other field (`is_staff`, \
                    `email`, `claims`, `groups`...) is refused by name and nothing changes.",
     security(("bearer" = [])),
-    request_body = ProfileUpdate,
     responses((status = 200, description = "The updated caller.", body = UserView)),
 )]
 async fn update_me(
@@ -82,6 +123,7 @@ async fn check_current_password(
     user: &User,
     candidate: &str,
 ) -> Result<(), ApiError> {
+    state.account_limit.check(Account::User(&user.id))?;
     if state
         .hasher
         .verify(candidate, Some(user.password_hash.clone()))
@@ -105,7 +147,6 @@ async fn check_current_password(
     description = "Needs the current password (wrong: 400 `validation_failed` with \
                    `errors.current_password`). The user and all its tokens are gone.",
     security(("bearer" = [])),
-    request_body = CurrentPassword,
     responses((status = 204, description = "The account is deleted.")),
 )]
 async fn delete_me(
@@ -137,7 +178,6 @@ async fn delete_me(
                    `errors.current_password`). Every other refresh token of the user is \
                    revoked; the caller gets a fresh pair.",
     security(("bearer" = [])),
-    request_body = ChangePasswordRequest,
     responses((status = 200, description = "A fresh session.", body = TokenPair)),
 )]
 async fn change_password(
@@ -149,9 +189,10 @@ async fn change_password(
     let current = f.required_str("current_password");
     let new = f.password_pair("new_password", "new_password_confirm");
     let attributes = [who.user.username.as_str(), who.user.email.as_str()];
-    let password = new
-        .as_deref()
-        .and_then(|p| f.check("new_password", state.policy.parse(p, &attributes)));
+    let password = match new {
+        Some(p) => f.check("new_password", state.check_password(&p, &attributes).await?),
+        None => None,
+    };
     let (current, password) = f.finish(|| Some((current?, password?)))?;
     check_current_password(&state, &who.user, &current).await?;
 

@@ -4,19 +4,15 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::resource;
+use super::Route;
 use crate::http::openapi::schemas::{JwkSet, OpenIdConfiguration};
 use crate::http::state::AppState;
 
 /// Long enough to spare the service, short enough that a rotated-in key is picked up soon.
 const JWKS_MAX_AGE_SECS: u32 = 300;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/.well-known/jwks.json").route(web::get().to(jwks)))
-        .service(
-            resource("/.well-known/openid-configuration")
-                .route(web::get().to(openid_configuration)),
-        );
+pub(super) fn routes() -> Vec<Route> {
+    vec![route!(Never, jwks), route!(Never, openid_configuration)]
 }
 
 #[utoipa::path(
