@@ -12,6 +12,7 @@ dual_backend_tests!(
     protected_operations_declare_bearer,
     every_reference_resolves,
     reference_page_shows_every_path,
+    request_fields_state_their_constraints,
 );
 
 /// Every (method, path) the service serves (API.md and `src/http/routes`).
@@ -373,4 +374,79 @@ async fn reference_page_shows_every_path(backend: Backend) {
         .await
         .expect("request failed");
     assert_eq!(post.status(), 405);
+}
+
+/// The object part of a request schema (login's is `allOf` the object and an `anyOf`).
+fn body_object<'a>(doc: &'a Value, op: &'a Value) -> &'a Value {
+    let schema = resolve(
+        doc,
+        &op["requestBody"]["content"]["application/json"]["schema"],
+    );
+    match schema["allOf"].as_array() {
+        Some(parts) => &parts[0],
+        None => schema,
+    }
+}
+
+/// Every request field states the bounds the parser enforces (the document is built from
+/// the same specs the handlers parse with): strings their `maxLength`, objects closed.
+async fn request_fields_state_their_constraints(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc = document(&app).await;
+    let mut bodies = 0;
+    for (method, path, op) in operations(&doc) {
+        if op.get("requestBody").is_none() {
+            continue;
+        }
+        bodies += 1;
+        let object = body_object(&doc, op);
+        assert_eq!(object["additionalProperties"], false, "{method} {path}");
+        for (name, field) in object["properties"].as_object().expect("properties") {
+            let field = resolve(&doc, field);
+            let strings = match field["type"].as_str() {
+                Some("string") => vec![field],
+                Some("array") => vec![&field["items"]],
+                _ => vec![],
+            };
+            for string in strings {
+                assert!(
+                    string["maxLength"].as_u64().is_some(),
+                    "{method} {path}: `{name}` has no maxLength"
+                );
+            }
+        }
+    }
+    assert_eq!(bodies, 14, "operations with a request body");
+
+    let register = &doc["components"]["schemas"]["RegisterRequest"]["properties"];
+    assert_eq!(register["username"]["minLength"], 1);
+    assert_eq!(register["username"]["maxLength"], 150);
+    assert!(register["username"]["pattern"].is_string());
+    assert_eq!(register["email"]["format"], "email");
+    assert_eq!(register["email"]["maxLength"], 254);
+    // The configured policy minimum (8 by default), and the hard maximum.
+    assert_eq!(register["password"]["minLength"], 8);
+    assert_eq!(register["password"]["maxLength"], 256);
+
+    let login = &doc["components"]["schemas"]["LoginRequest"];
+    let one_of: Vec<&Value> = login["allOf"][1]["anyOf"]
+        .as_array()
+        .expect("login states that one of username and email is required")
+        .iter()
+        .map(|alternative| &alternative["required"])
+        .collect();
+    assert_eq!(
+        one_of,
+        [
+            &serde_json::json!(["username"]),
+            &serde_json::json!(["email"])
+        ]
+    );
+
+    let list = &doc["paths"]["/users"]["get"]["parameters"];
+    let ordering = list
+        .as_array()
+        .and_then(|params| params.iter().find(|p| p["name"] == "ordering"))
+        .expect("ordering parameter");
+    assert!(ordering["schema"]["pattern"].is_string(), "{ordering}");
 }
