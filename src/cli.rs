@@ -121,7 +121,11 @@ fn flush_expired() -> Result<(), StartupError> {
 
 fn check_config() -> Result<(), StartupError> {
     let settings = Settings::load()?;
-    let text = serde_json::to_string_pretty(&settings)
+    let mut tree =
+        serde_json::to_value(&settings).map_err(|e| crate::config::ConfigError(e.to_string()))?;
+    // Secret settings mask themselves; this catches a password in any other URL.
+    crate::config::redact::json_tree(&mut tree);
+    let text = serde_json::to_string_pretty(&tree)
         .map_err(|e| crate::config::ConfigError(e.to_string()))?;
     println!("{text}");
     Ok(())

@@ -3,8 +3,11 @@
 //! environment variables -> `DATABASE_URL`. Every bad value stops start-up with an error that
 //! names the key (figment carries the key path in its errors).
 
+pub mod redact;
+
 use std::fmt;
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -112,6 +115,9 @@ pub struct JwtSettings {
     pub rotation_grace: Duration,
     #[serde(with = "duration")]
     pub leeway: Duration,
+    /// v2: file keying refresh tokens (HS256). Declared here so configurations written for
+    /// v2 load; the token service reads it.
+    pub refresh_secret: Option<PathBuf>,
 }
 
 impl Default for JwtSettings {
@@ -126,6 +132,7 @@ impl Default for JwtSettings {
             refresh_ttl: Duration::from_secs(14 * 24 * 3600),
             rotation_grace: Duration::from_secs(10),
             leeway: Duration::from_secs(30),
+            refresh_secret: None,
         }
     }
 }
@@ -438,11 +445,15 @@ impl Settings {
         if self.server.workers == 0 {
             return fail("server.workers", "must be at least 1");
         }
-        if self.jwt.access_ttl.is_zero() || self.jwt.refresh_ttl.is_zero() {
-            return fail(
-                "jwt.access_ttl / jwt.refresh_ttl",
-                "must be longer than zero",
-            );
+        for (key, value, range) in self.durations() {
+            if !range.contains(&value) {
+                let (min, max) = range.into_inner();
+                let (min, max) = (
+                    humantime::format_duration(min),
+                    humantime::format_duration(max),
+                );
+                return fail(key, &format!("must be between {min} and {max}"));
+            }
         }
         if !self.server.public_url.starts_with("http://")
             && !self.server.public_url.starts_with("https://")
@@ -452,6 +463,44 @@ impl Settings {
         crate::db::DatabaseUrl::parse(self.database.url.expose())
             .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
         Ok(())
+    }
+
+    /// Every duration setting with the values it may take. The maxima are what a careful
+    /// operator could want, far inside what the code represents (chrono's date range,
+    /// JWT `exp` seconds, timers): an out-of-range value stops start-up here, naming its
+    /// key, instead of overflowing later. Zero is refused where it would break the
+    /// service (a pool that never waits, tokens or links that are never valid).
+    fn durations(&self) -> [(&'static str, Duration, RangeInclusive<Duration>); 9] {
+        const MS: Duration = Duration::from_millis(1);
+        const S: Duration = Duration::from_secs(1);
+        const MINUTE: Duration = Duration::from_secs(60);
+        const HOUR: Duration = Duration::from_secs(3600);
+        const YEAR: Duration = Duration::from_secs(366 * 24 * 3600);
+        let (server, db, jwt) = (&self.server, &self.database, &self.jwt);
+        let accounts = &self.accounts;
+        [
+            (
+                "server.shutdown_timeout",
+                server.shutdown_timeout,
+                Duration::ZERO..=HOUR,
+            ),
+            ("database.connect_timeout", db.connect_timeout, MS..=HOUR),
+            ("jwt.access_ttl", jwt.access_ttl, S..=YEAR),
+            ("jwt.refresh_ttl", jwt.refresh_ttl, S..=YEAR),
+            (
+                "jwt.rotation_grace",
+                jwt.rotation_grace,
+                Duration::ZERO..=5 * MINUTE,
+            ),
+            ("jwt.leeway", jwt.leeway, Duration::ZERO..=5 * MINUTE),
+            ("accounts.activation_ttl", accounts.activation_ttl, S..=YEAR),
+            ("accounts.reset_ttl", accounts.reset_ttl, S..=YEAR),
+            (
+                "email.retry_base",
+                self.email.retry_base,
+                Duration::ZERO..=crate::email::worker::MAX_BACKOFF,
+            ),
+        ]
     }
 
     /// `iss` of issued tokens: `jwt.issuer`, defaulting to `server.public_url`.
@@ -490,29 +539,11 @@ impl<T> fmt::Debug for Secret<T> {
 }
 
 impl Serialize for Secret<String> {
-    /// Serialization is for `check-config` and for the defaults layer; only the built-in
-    /// database URL (which holds no password) is ever serialized unredacted.
+    /// Serialization is for `check-config` and for the defaults layer, and always masks:
+    /// the built-in database URL, the one value the defaults layer carries, has no secret
+    /// part and comes through unchanged.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&redact_url(&self.0))
-    }
-}
-
-/// Hides the password of a `scheme://user:password@host` URL; any other text is hidden whole.
-fn redact_url(value: &str) -> String {
-    match value.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                let masked = if userinfo.contains(':') {
-                    format!("{user}:********")
-                } else {
-                    user.to_owned()
-                };
-                format!("{scheme}://{masked}@{host}")
-            }
-            None => value.to_owned(),
-        },
-        None => "********".to_owned(),
+        s.serialize_str(&redact::url(&self.0))
     }
 }
 

@@ -96,7 +96,7 @@ impl Metrics {
         );
         r.register(
             "emails",
-            "Email deliveries by outcome (sent, failed)",
+            "Emails by outcome: sent, failed (to be retried), dead (given up), limited (not queued: per-recipient limit)",
             emails.clone(),
         );
         r.register(

@@ -592,3 +592,138 @@ async fn sigterm_drains_in_flight_logins_and_refuses_new_connections() {
     let log = log.join().expect("log reader");
     assert!(log.contains("stopped"), "{log}");
 }
+
+#[test]
+fn check_config_redacts_every_secret_part_of_urls() {
+    let dir = TempDir::new().expect("tempdir");
+    for url in [
+        "postgres://app:hunter2@db.internal:5432/latchkey",
+        "postgres://app@db.internal/latchkey?password=hunter2",
+        "postgres://app@db.internal/latchkey?sslmode=require&password=hunter2",
+        "postgresql://db.internal/latchkey?pass%77ord=hunter2",
+        "postgres://db.internal/latchkey?sslpassword=hunter2",
+        "postgres://app:hun%40ter2@db.internal/latchkey?password=hunter2",
+        "postgres://app:hun?ter2@db.internal/latchkey",
+        "postgres://app:hun/ter2@db.internal/latchkey",
+    ] {
+        let out = latchkey(
+            dir.path(),
+            &["check-config"],
+            None,
+            &[
+                ("DATABASE_URL", url),
+                ("LATCHKEY_EMAIL__SMTP__PASSWORD", "hunter2"),
+                (
+                    "LATCHKEY_SERVER__PUBLIC_URL",
+                    "https://ops:hunter2@id.example.com",
+                ),
+            ],
+        );
+        let said = text(&out);
+        assert!(out.status.success(), "{url}: {said}");
+        assert!(
+            !said.contains("hunter2") && !said.contains("ter2"),
+            "{url}: {said}"
+        );
+        let printed: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {said}"));
+        let shown = printed["database"]["url"].as_str().unwrap_or_default();
+        assert!(shown.starts_with("postgres"), "{url}: {shown}");
+        assert_eq!(printed["email"]["smtp"]["password"], "********");
+        assert_eq!(
+            printed["server"]["public_url"],
+            "https://ops:********@id.example.com"
+        );
+    }
+}
+
+/// The settings under `path` (`section.key`, nested sections dotted) whose value in
+/// `tree` is a duration.
+fn duration_keys(path: &str, tree: &serde_json::Value) -> Vec<String> {
+    match tree {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .flat_map(|(key, value)| {
+                let below = [path, key.as_str()].join(".");
+                duration_keys(below.trim_start_matches('.'), value)
+            })
+            .collect(),
+        serde_json::Value::String(text) if humantime::parse_duration(text).is_ok() => {
+            vec![path.to_owned()]
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn huge_durations_are_refused_at_load_naming_the_key() {
+    let dir = TempDir::new().expect("tempdir");
+    let out = latchkey(dir.path(), &["check-config"], None, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let keys = duration_keys("", &printed);
+    assert!(keys.len() >= 9, "{keys:?}");
+    for key in &keys {
+        let var = format!("LATCHKEY_{}", key.to_uppercase().replace('.', "__"));
+        for command in ["check-config", "serve"] {
+            let out = latchkey(dir.path(), &[command], None, &[(&var, "999999999999d")]);
+            let said = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{command} {var}: {said}");
+            assert!(
+                said.contains(&format!("`{key}`")),
+                "{command} {var}: {said}"
+            );
+            assert!(!said.contains("panicked"), "{command} {var}: {said}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn file_backend_keeps_messages_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = TempDir::new().expect("tempdir");
+    let (mut child, base, log) = serve_env(
+        dir.path(),
+        &[
+            ("LATCHKEY_EMAIL__BACKEND", "file"),
+            ("LATCHKEY_EMAIL__FILE_DIR", "spool/mail"),
+            ("LATCHKEY_ACCOUNTS__REQUIRE_EMAIL_VERIFICATION", "true"),
+        ],
+    );
+    let mail = dir.path().join("spool/mail");
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&dir.path().join("spool")), 0o700);
+    assert_eq!(mode(&mail), 0o700);
+    let password = "Violet-Harbor-Quill-42";
+    let reg = reqwest::Client::new()
+        .post(format!("{base}/auth/register"))
+        .json(&serde_json::json!({"username": "ada", "email": "ada@example.com", "password": password, "password_confirm": password}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(reg.status(), 201);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let message = loop {
+        let found = std::fs::read_dir(&mail)
+            .expect("read the mail directory")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|ext| ext == "eml"));
+        if let Some(path) = found {
+            break path;
+        }
+        assert!(std::time::Instant::now() < deadline, "no message written");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(mode(&message), 0o600, "{}", message.display());
+    sigterm(&child);
+    assert!(child.wait().expect("wait").success());
+    drop(log.join());
+}

@@ -7,7 +7,8 @@
 pub mod templates;
 pub mod worker;
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -57,7 +58,7 @@ impl Mailer {
         let backend = match settings.backend {
             EmailBackend::Console => Backend::Console,
             EmailBackend::File => {
-                std::fs::create_dir_all(&settings.file_dir)
+                create_private_dir(&settings.file_dir)
                     .map_err(|e| MailError::FileDir(settings.file_dir.clone(), e.to_string()))?;
                 Backend::File(settings.file_dir.clone())
             }
@@ -83,7 +84,7 @@ impl Mailer {
                 );
                 let path = dir.join(name);
                 let bytes = message.formatted();
-                tokio::task::spawn_blocking(move || std::fs::write(&path, bytes))
+                tokio::task::spawn_blocking(move || write_private(&path, &bytes))
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| format!("cannot write email file: {e}"))
@@ -109,6 +110,26 @@ impl Mailer {
             ))
             .map_err(|e| e.to_string())
     }
+}
+
+/// Creates the `file` backend's directory, and any missing parent, readable by the owner
+/// only: the messages in it carry activation and reset links, which are bearer secrets.
+/// A directory that already exists keeps the mode the operator gave it.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Writes a new message file readable by its owner only (see [`create_private_dir`]).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 fn smtp_transport(

@@ -1,5 +1,9 @@
 //! Email over SMTP (to the in-process `SmtpSink`): message format, delivery through the
-//! outbox with retries while the server is down, and the account-approval email.
+//! outbox with retries while the server is down, and the account-approval email; the
+//! outbox's failure handling (`outbox`) and the per-recipient link limit (`link_limit`).
+
+mod link_limit;
+mod outbox;
 
 use std::time::{Duration, Instant};
 
