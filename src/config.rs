@@ -112,6 +112,10 @@ pub struct JwtSettings {
     pub rotation_grace: Duration,
     #[serde(with = "duration")]
     pub leeway: Duration,
+    /// The HS256 key file of refresh tokens; unset: derived from the signing key (see
+    /// `auth::keys`), so refresh tokens then end with a signing-key rotation.
+    #[serde(default)]
+    pub refresh_secret: Option<PathBuf>,
 }
 
 impl Default for JwtSettings {
@@ -126,6 +130,7 @@ impl Default for JwtSettings {
             refresh_ttl: Duration::from_secs(14 * 24 * 3600),
             rotation_grace: Duration::from_secs(10),
             leeway: Duration::from_secs(30),
+            refresh_secret: None,
         }
     }
 }
@@ -443,6 +448,11 @@ impl Settings {
                 "jwt.access_ttl / jwt.refresh_ttl",
                 "must be longer than zero",
             );
+        }
+        if self.jwt.refresh_secret.is_some() && self.jwt.refresh_secret == self.jwt.signing_key {
+            // Under HS256 resource servers hold the signing secret: it must not verify
+            // refresh tokens too.
+            return fail("jwt.refresh_secret", "must not be the signing key's file");
         }
         if !self.server.public_url.starts_with("http://")
             && !self.server.public_url.starts_with("https://")

@@ -6,7 +6,7 @@ use chrono::Utc;
 use super::error::ApiError;
 use super::state::AppState;
 use super::views::{TokenPair, UserView, custom_claims};
-use crate::auth::jwt::AccessSubject;
+use crate::auth::jwt::{AccessSubject, RefreshClaims, RefreshToken};
 use crate::db::models::tokens::{self, Issued, RotateRequest, Rotation};
 use crate::db::models::{groups, users::User};
 use crate::domain::Password;
@@ -24,10 +24,16 @@ pub async fn open(
 ) -> Result<TokenPair, ApiError> {
     let now = Utc::now();
     let (family, jti) = (new_id(), new_id());
-    let (refresh, expires_at) = state
-        .tokens
-        .issue_refresh(user_id, &family, &jti, now)
-        .map_err(signing)?;
+    let claims = RefreshClaims {
+        sub: user_id.to_owned(),
+        jti: jti.clone(),
+        fam: family.clone(),
+    };
+    let RefreshToken {
+        token: refresh,
+        expires_at,
+        ..
+    } = state.tokens.issue_refresh(&claims, now).map_err(signing)?;
     let id = user_id.to_owned();
     let (user, groups) = state
         .db
@@ -61,10 +67,16 @@ pub async fn rotate(
 ) -> Result<TokenPair, ApiError> {
     let now = Utc::now();
     let jti = new_id();
-    let (refresh, expires_at) = state
-        .tokens
-        .issue_refresh(user_id, family, &jti, now)
-        .map_err(signing)?;
+    let claims = RefreshClaims {
+        sub: user_id.to_owned(),
+        jti: jti.clone(),
+        fam: family.to_owned(),
+    };
+    let RefreshToken {
+        token: refresh,
+        expires_at,
+        ..
+    } = state.tokens.issue_refresh(&claims, now).map_err(signing)?;
     let grace = chrono::Duration::from_std(state.settings.jwt.rotation_grace)
         .unwrap_or(chrono::Duration::zero());
     let (id, family, presented) = (
