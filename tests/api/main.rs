@@ -51,6 +51,7 @@ mod probes;
 mod refresh;
 mod register;
 mod sabotage;
+mod session_races;
 mod smtp;
 mod smtp_sink;
 mod throttle;
