@@ -1,13 +1,23 @@
-//! Account operations shared by the HTTP API and operators: approving a pending account
-//! (with `accounts.require_admin_approval`), staff changes to a user and deletion, each in
-//! one transaction with the invariants that span rows (at least one active staff user
-//! remains; a deactivated user keeps no live refresh token).
+//! Account operations shared by the HTTP API and operators: starting a session, replacing
+//! a password, approving a pending account (with `accounts.require_admin_approval`), staff
+//! changes to a user and deletion, each in one transaction with the invariants that span
+//! rows (at least one active staff user remains; a deactivated user keeps no live refresh
+//! token; no session outlives a password change, a reset or a deactivation).
+//!
+//! That last one holds because every operation on a user's sessions writes the user row
+//! first: a session starts with a write that is conditional on the password hash and the
+//! active flag its request verified ([`User::claim_for_session`]), and a password change
+//! or a deactivation writes the row before revoking the sessions. The row's lock (on
+//! PostgreSQL; SQLite's single writer serialises everything) orders the two: a login that
+//! commits first has its session revoked by the change, and one that comes second finds
+//! the new hash or the inactive account and starts nothing.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel::Connection;
 
 use crate::config::Settings;
 use crate::db::models::outbox::{self, NewEmail};
+use crate::db::models::tokens::Issued;
 use crate::db::models::users::{User, UserChanges};
 use crate::db::models::{groups, tokens};
 use crate::db::{DbConnection, DbError};
@@ -29,6 +39,127 @@ pub enum AccountError {
 impl From<diesel::result::Error> for AccountError {
     fn from(e: diesel::result::Error) -> Self {
         Self::Db(e.into())
+    }
+}
+
+/// A session to start: its first refresh token and the password hash the request verified.
+pub struct NewSession<'a> {
+    pub first: Issued<'a>,
+    pub verified_hash: &'a str,
+    /// A login moves `last_login`; a password change does not.
+    pub touch_login: bool,
+}
+
+/// Why a session did not start: the user row no longer is what the request verified.
+pub enum Refused {
+    /// The user is gone, or their password changed since the request checked it.
+    Credentials,
+    /// The account is not active; the row as it is now.
+    Inactive(Box<User>),
+}
+
+/// A started session's user, as the session starts, with their groups.
+pub type Started = (User, Vec<String>);
+
+/// Starts a session against the password hash and active flag its request verified: the
+/// conditional write on the user row, then the new family, in one transaction.
+pub fn start_session(
+    conn: &mut DbConnection,
+    new: &NewSession<'_>,
+    now: DateTime<Utc>,
+) -> Result<Result<Started, Refused>, DbError> {
+    conn.transaction(|conn| start_in(conn, new, now))
+}
+
+fn start_in(
+    conn: &mut DbConnection,
+    new: &NewSession<'_>,
+    now: DateTime<Utc>,
+) -> Result<Result<Started, Refused>, DbError> {
+    let id = new.first.user_id;
+    let login_at = new.touch_login.then_some(now);
+    let Some(user) = User::claim_for_session(conn, id, new.verified_hash, login_at)? else {
+        return Ok(Err(match User::find(conn, id)? {
+            Some(user) if user.password_hash == new.verified_hash => {
+                Refused::Inactive(Box::new(user))
+            }
+            _ => Refused::Credentials,
+        }));
+    };
+    tokens::start_family(conn, &new.first, now)?;
+    let groups = groups::names_of(conn, id)?;
+    Ok(Ok((user, groups)))
+}
+
+/// A password replacement: the hash the request checked, the new one, why sessions end,
+/// and, for a password change, the first token of the caller's new session.
+pub struct PasswordChange<'a> {
+    pub user_id: &'a str,
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    pub why: &'static str,
+    pub new_session: Option<Issued<'a>>,
+}
+
+/// Why [`replace_password`] changed nothing.
+pub enum NotReplaced {
+    /// The hash was no longer the one checked: a concurrent change won.
+    Stale,
+    /// The new session could not start: the account was deactivated meanwhile.
+    Inactive,
+}
+
+/// Ends a transaction early with its work rolled back.
+enum Abort {
+    Refused(NotReplaced),
+    Db(DbError),
+}
+
+impl From<DbError> for Abort {
+    fn from(e: DbError) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+/// Replaces the password hash if it is still the one the request checked (a reset link
+/// used twice at once changes the password once), revokes every session of the user and
+/// starts the new one if asked, all in one transaction: a failure half-way changes
+/// nothing. Returns the new session, if one was asked for.
+pub fn replace_password(
+    conn: &mut DbConnection,
+    change: &PasswordChange<'_>,
+    now: DateTime<Utc>,
+) -> Result<Result<Option<Started>, NotReplaced>, DbError> {
+    let id = change.user_id;
+    let outcome = conn.transaction(|conn| {
+        if !User::replace_password_hash(conn, id, change.old_hash, change.new_hash)? {
+            return Err(Abort::Refused(NotReplaced::Stale));
+        }
+        tokens::revoke_user_families(conn, id, None, change.why, now)?;
+        let Some(first) = change.new_session else {
+            return Ok(None);
+        };
+        let new = NewSession {
+            first,
+            verified_hash: change.new_hash,
+            touch_login: false,
+        };
+        match start_in(conn, &new, now)? {
+            Ok(started) => Ok(Some(started)),
+            Err(Refused::Inactive(_)) => Err(Abort::Refused(NotReplaced::Inactive)),
+            Err(Refused::Credentials) => Err(Abort::Refused(NotReplaced::Stale)),
+        }
+    });
+    match outcome {
+        Ok(started) => Ok(Ok(started)),
+        Err(Abort::Refused(why)) => Ok(Err(why)),
+        Err(Abort::Db(e)) => Err(e),
     }
 }
 
@@ -71,9 +202,10 @@ pub struct StaffUpdate {
 }
 
 /// Applies a staff member's changes to a user and returns the user with their groups.
-/// Setting `is_active` on an account pending approval approves it (the approval email is
-/// queued, and the account activates once its email is verified); deactivating revokes
-/// every refresh token of the user.
+/// `is_active: false` disables the account (activation will not lift that) and revokes
+/// every refresh token of the user; `is_active: true` lifts it and activates the account,
+/// or, on an account pending approval, approves it (the approval email is queued, and the
+/// account activates once its email is verified).
 pub fn update_by_staff(
     conn: &mut DbConnection,
     settings: &Settings,
@@ -89,6 +221,10 @@ pub fn update_by_staff(
             return Err(AccountError::LastStaff);
         }
         let user = User::find(conn, user_id)?.ok_or(AccountError::NotFound)?;
+        // The row is written before the sessions are revoked below (see the module docs).
+        if let Some(active) = update.changes.is_active {
+            User::set_disabled_by_staff(conn, user_id, !active)?;
+        }
         if let Some(names) = &update.groups {
             let unknown = groups::unknown(conn, names)?;
             if !unknown.is_empty() {
@@ -101,14 +237,14 @@ pub fn update_by_staff(
             // Approval decides: active now, or once the email is verified.
             update.changes.is_active = None;
         }
-        if update.changes.is_active == Some(false) && user.is_active {
+        let user = User::update(conn, user_id, &update.changes)?.ok_or(AccountError::NotFound)?;
+        if update.changes.is_active == Some(false) {
             let revoked =
                 tokens::revoke_user_families(conn, user_id, None, "deactivated", Utc::now())?;
             log::info!(target: "latchkey::accounts",
-                "user {user_id} deactivated; {revoked} refresh-token famil{} revoked",
+                "user {user_id} disabled by staff; {revoked} refresh-token famil{} revoked",
                 if revoked == 1 { "y" } else { "ies" });
         }
-        let user = User::update(conn, user_id, &update.changes)?.ok_or(AccountError::NotFound)?;
         let names = groups::names_of(conn, user_id)?;
         Ok((user, names))
     })

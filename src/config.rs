@@ -115,8 +115,9 @@ pub struct JwtSettings {
     pub rotation_grace: Duration,
     #[serde(with = "duration")]
     pub leeway: Duration,
-    /// v2: file keying refresh tokens (HS256). Declared here so configurations written for
-    /// v2 load; the token service reads it.
+    /// The HS256 key file of refresh tokens; unset: derived from the signing key (see
+    /// `auth::keys`), so refresh tokens then end with a signing-key rotation.
+    #[serde(default)]
     pub refresh_secret: Option<PathBuf>,
 }
 
@@ -454,6 +455,11 @@ impl Settings {
                 );
                 return fail(key, &format!("must be between {min} and {max}"));
             }
+        }
+        if self.jwt.refresh_secret.is_some() && self.jwt.refresh_secret == self.jwt.signing_key {
+            // Under HS256 resource servers hold the signing secret: it must not verify
+            // refresh tokens too.
+            return fail("jwt.refresh_secret", "must not be the signing key's file");
         }
         if !self.server.public_url.starts_with("http://")
             && !self.server.public_url.starts_with("https://")

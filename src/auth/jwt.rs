@@ -1,12 +1,19 @@
 //! Access and refresh JWTs: issuing and verifying them with the algorithm pinned to the
 //! configured one, `kid` required and known, and `iss`, `aud`, `exp`, `nbf` and `token_type`
 //! checked with the configured leeway.
+//!
+//! Access tokens are signed with the signing key (verifiable with the JWK Set); refresh
+//! tokens with the refresh key, HS256, which only latchkey holds (see `keys`). A token's
+//! `kid` names its key, and the key decides the type: a refresh token is only ever
+//! accepted under the refresh key and an access token only under an access key.
+//! HS256 is deterministic, so a refresh token can be rebuilt byte for byte from its
+//! claims: the grace window hands out the family's current token again that way.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -54,6 +61,14 @@ pub struct RefreshClaims {
     pub fam: String,
 }
 
+/// A signed refresh token with the instants it carries, in whole seconds like its claims,
+/// so that [`TokenService::reissue_refresh`] can rebuild exactly this token from them.
+pub struct RefreshToken {
+    pub token: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A verified token: its type and all of its claims.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -78,8 +93,38 @@ pub struct TokenService {
     audience: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// Access tokens: the configured algorithm.
     validation: Validation,
+    /// Refresh tokens: HS256 under the refresh key.
+    refresh_validation: Validation,
     verified: VerifiedCache,
+}
+
+/// Signature, issuer, audience and lifetime checks under `alg` alone.
+fn validation(
+    alg: jsonwebtoken::Algorithm,
+    issuer: &str,
+    audience: &str,
+    leeway: Duration,
+) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.algorithms = vec![alg];
+    validation.leeway = leeway.as_secs();
+    validation.validate_nbf = true;
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation
+}
+
+/// `at` plus `ttl`, in whole seconds, saturating at the end of time.
+fn expiry(at: i64, ttl: Duration) -> i64 {
+    at.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Whole seconds since the epoch as an instant (saturating: a huge TTL stays huge).
+fn instant(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 impl TokenService {
@@ -91,20 +136,14 @@ impl TokenService {
         refresh_ttl: Duration,
         leeway: Duration,
     ) -> Self {
-        let mut validation = Validation::new(keys.algorithm);
-        validation.algorithms = vec![keys.algorithm];
-        validation.leeway = leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_audience(&[&audience]);
-        validation.set_issuer(&[&issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         Self {
+            validation: validation(keys.algorithm, &issuer, &audience, leeway),
+            refresh_validation: validation(Algorithm::HS256, &issuer, &audience, leeway),
             keys,
             issuer,
             audience,
             access_ttl,
             refresh_ttl,
-            validation,
             verified: VerifiedCache::new(leeway.as_secs()),
         }
     }
@@ -117,15 +156,28 @@ impl TokenService {
         &self.issuer
     }
 
-    fn header(&self) -> Header {
-        let mut header = Header::new(self.keys.algorithm);
-        header.kid = Some(self.keys.signing_kid.clone());
+    /// Signs `claims` as a token of `token_type`, with that type's key and `kid`.
+    fn sign(
+        &self,
+        token_type: TokenType,
+        claims: &Map<String, Value>,
+    ) -> Result<String, TokenError> {
+        let (alg, kid, key) = match token_type {
+            TokenType::Access => (
+                self.keys.algorithm,
+                &self.keys.signing_kid,
+                &self.keys.encoding,
+            ),
+            TokenType::Refresh => (
+                Algorithm::HS256,
+                &self.keys.refresh.kid,
+                &self.keys.refresh.encoding,
+            ),
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.clone());
         header.typ = Some("JWT".into());
-        header
-    }
-
-    fn sign(&self, claims: &Map<String, Value>) -> Result<String, TokenError> {
-        jsonwebtoken::encode(&self.header(), claims, &self.keys.encoding).map_err(|e| {
+        jsonwebtoken::encode(&header, claims, key).map_err(|e| {
             log::error!(target: "latchkey::auth", "signing failed: {e}");
             TokenError("signing failed")
         })
@@ -136,11 +188,9 @@ impl TokenService {
         token_type: TokenType,
         sub: &str,
         jti: &str,
-        now: DateTime<Utc>,
-        ttl: Duration,
+        iat: i64,
+        exp: i64,
     ) -> Map<String, Value> {
-        let iat = now.timestamp();
-        let exp = iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
         let Value::Object(claims) = json!({
             "iss": self.issuer, "aud": self.audience, "sub": sub, "iat": iat, "exp": exp, "jti": jti,
             "token_type": token_type.as_str(),
@@ -164,29 +214,45 @@ impl TokenService {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let jti = uuid::Uuid::now_v7().simple().to_string();
-        claims.extend(self.base_claims(TokenType::Access, who.user_id, &jti, now, self.access_ttl));
+        let iat = now.timestamp();
+        let exp = expiry(iat, self.access_ttl);
+        claims.extend(self.base_claims(TokenType::Access, who.user_id, &jti, iat, exp));
         claims.insert("nbf".into(), json!(now.timestamp()));
         claims.insert("username".into(), json!(who.username));
         claims.insert("email".into(), json!(who.email));
         claims.insert("email_verified".into(), json!(who.email_verified));
         claims.insert("is_staff".into(), json!(who.is_staff));
         claims.insert("groups".into(), json!(who.groups));
-        self.sign(&claims)
+        self.sign(TokenType::Access, &claims)
     }
 
-    /// A signed refresh token of `family` with id `jti`; returns it and its expiry.
+    /// A new refresh token `id`, issued `now` and living `refresh_ttl`.
     pub fn issue_refresh(
         &self,
-        user_id: &str,
-        family: &str,
-        jti: &str,
+        id: &RefreshClaims,
         now: DateTime<Utc>,
-    ) -> Result<(String, DateTime<Utc>), TokenError> {
-        let mut claims = self.base_claims(TokenType::Refresh, user_id, jti, now, self.refresh_ttl);
-        claims.insert("fam".into(), json!(family));
-        let expires =
-            now + chrono::Duration::from_std(self.refresh_ttl).unwrap_or(chrono::Duration::MAX);
-        Ok((self.sign(&claims)?, expires))
+    ) -> Result<RefreshToken, TokenError> {
+        let iat = now.timestamp();
+        let (issued_at, expires_at) = (instant(iat), instant(expiry(iat, self.refresh_ttl)));
+        Ok(RefreshToken {
+            token: self.reissue_refresh(id, issued_at, expires_at)?,
+            issued_at,
+            expires_at,
+        })
+    }
+
+    /// The refresh token `id` issued at `issued_at` and expiring at `expires_at`: the very
+    /// string [`TokenService::issue_refresh`] returned for them (HS256 is deterministic).
+    pub fn reissue_refresh(
+        &self,
+        id: &RefreshClaims,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, TokenError> {
+        let (iat, exp) = (issued_at.timestamp(), expires_at.timestamp());
+        let mut claims = self.base_claims(TokenType::Refresh, &id.sub, &id.jti, iat, exp);
+        claims.insert("fam".into(), json!(id.fam));
+        self.sign(TokenType::Refresh, &claims)
     }
 
     /// Verifies signature, algorithm, key, issuer, audience and lifetime, and, when
@@ -210,19 +276,28 @@ impl TokenService {
         Ok(verified)
     }
 
-    /// Signature, algorithm, key, issuer, audience, lifetime and the claims every token has.
+    /// Signature, algorithm, key, issuer, audience, lifetime and the claims every token has;
+    /// the key named by `kid` decides the type the token must claim.
     fn verify_fully(&self, token: &str) -> Result<Verified, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| TokenError("token is malformed"))?;
-        if header.alg != self.keys.algorithm {
+        let kid = header.kid.ok_or(TokenError("token has no key id"))?;
+        let (keyed_type, validation) = if kid == self.keys.refresh.kid {
+            (TokenType::Refresh, &self.refresh_validation)
+        } else {
+            (TokenType::Access, &self.validation)
+        };
+        if !validation.algorithms.contains(&header.alg) {
             return Err(TokenError("token algorithm is not accepted"));
         }
-        let kid = header.kid.ok_or(TokenError("token has no key id"))?;
-        let key = self
-            .keys
-            .decoding_key(&kid)
-            .ok_or(TokenError("token key id is unknown"))?;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
+        let key = match keyed_type {
+            TokenType::Refresh => &self.keys.refresh.decoding,
+            TokenType::Access => self
+                .keys
+                .decoding_key(&kid)
+                .ok_or(TokenError("token key id is unknown"))?,
+        };
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
             .map_err(|e| TokenError(reason(e.kind())))?;
         let claims = data.claims;
         let token_type = claims
@@ -230,6 +305,9 @@ impl TokenService {
             .cloned()
             .and_then(|t| serde_json::from_value::<TokenType>(t).ok())
             .ok_or(TokenError("token has no valid token_type"))?;
+        if token_type != keyed_type {
+            return Err(TokenError("token type does not match its key"));
+        }
         let subject = claims
             .get("sub")
             .and_then(Value::as_str)
@@ -278,12 +356,8 @@ mod tests {
         )
     }
 
-    #[test]
-    fn custom_claims_cannot_override_reserved_ones() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let svc = service(dir.path(), JwtAlgorithm::ES256);
-        let custom = json!({"tenant": "acme", "is_staff": true, "sub": "someone-else"});
-        let custom = custom.as_object().cloned().unwrap_or_default();
+    /// An access token of user `u1` with `custom` claims.
+    fn access(svc: &TokenService, custom: &Map<String, Value>) -> String {
         let who = AccessSubject {
             user_id: "u1",
             username: "ada",
@@ -291,9 +365,18 @@ mod tests {
             email_verified: true,
             is_staff: false,
             groups: &[],
-            custom: &custom,
+            custom,
         };
-        let token = svc.issue_access(&who, Utc::now()).expect("issue");
+        svc.issue_access(&who, Utc::now()).expect("issue")
+    }
+
+    #[test]
+    fn custom_claims_cannot_override_reserved_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let svc = service(dir.path(), JwtAlgorithm::ES256);
+        let custom = json!({"tenant": "acme", "is_staff": true, "sub": "someone-else"});
+        let custom = custom.as_object().cloned().unwrap_or_default();
+        let token = access(&svc, &custom);
         let v = svc.verify(&token, Some(TokenType::Access)).expect("verify");
         assert_eq!(v.claims["tenant"], "acme");
         assert_eq!(v.claims["is_staff"], false);
@@ -301,27 +384,88 @@ mod tests {
         assert!(svc.verify(&token, Some(TokenType::Refresh)).is_err());
     }
 
+    fn refresh_id(jti: &str) -> RefreshClaims {
+        RefreshClaims {
+            sub: "u1".into(),
+            jti: jti.into(),
+            fam: "f1".into(),
+        }
+    }
+
     #[test]
     fn refresh_tokens_carry_their_family_and_expire() {
         let dir = tempfile::tempdir().expect("tempdir");
         let svc = service(dir.path(), JwtAlgorithm::EdDSA);
-        let (token, _) = svc
-            .issue_refresh("u1", "f1", "j1", Utc::now())
+        let issued = svc
+            .issue_refresh(&refresh_id("j1"), Utc::now())
             .expect("issue");
         let claims = svc
-            .verify(&token, Some(TokenType::Refresh))
+            .verify(&issued.token, Some(TokenType::Refresh))
             .expect("verify")
             .refresh()
             .expect("refresh claims");
         assert_eq!((claims.fam.as_str(), claims.jti.as_str()), ("f1", "j1"));
         let long_ago = Utc::now() - chrono::Duration::days(30);
-        let (old, _) = svc
-            .issue_refresh("u1", "f1", "j0", long_ago)
+        let old = svc
+            .issue_refresh(&refresh_id("j0"), long_ago)
             .expect("issue");
         assert_eq!(
-            svc.verify(&old, None).err(),
+            svc.verify(&old.token, None).err(),
             Some(TokenError("token has expired"))
         );
+    }
+
+    #[test]
+    fn refresh_tokens_have_their_own_key_and_rebuild_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for alg in [JwtAlgorithm::ES256, JwtAlgorithm::HS256] {
+            let svc = service(dir.path(), alg);
+            let issued = svc
+                .issue_refresh(&refresh_id("j1"), Utc::now())
+                .expect("issue");
+            let header = jsonwebtoken::decode_header(&issued.token).expect("header");
+            assert_eq!(header.alg, Algorithm::HS256);
+            let kid = header.kid.expect("kid");
+            assert_ne!(kid, svc.keys().signing_kid, "{alg}");
+            assert!(
+                svc.keys().decoding_key(&kid).is_none(),
+                "{alg}: an access key"
+            );
+            assert_eq!(
+                svc.verify(&issued.token, Some(TokenType::Access)).err(),
+                Some(TokenError("a refresh token is not an access token"))
+            );
+            let again = svc
+                .reissue_refresh(&refresh_id("j1"), issued.issued_at, issued.expires_at)
+                .expect("reissue");
+            assert_eq!(again, issued.token, "{alg}: the same token, byte for byte");
+        }
+    }
+
+    #[test]
+    fn a_token_of_the_other_type_under_a_key_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let svc = service(dir.path(), JwtAlgorithm::HS256);
+        let access_claims = svc
+            .verify(&access(&svc, &Map::new()), Some(TokenType::Access))
+            .expect("verify")
+            .claims;
+        let refresh = svc
+            .issue_refresh(&refresh_id("j1"), Utc::now())
+            .expect("issue");
+        let refresh_claims = svc.verify(&refresh.token, None).expect("verify").claims;
+        // Each kind's claims signed with the other kind's key (and its kid).
+        let swapped = [
+            (TokenType::Refresh, &access_claims),
+            (TokenType::Access, &refresh_claims),
+        ];
+        for (signed_as, claims) in swapped {
+            let token = svc.sign(signed_as, claims).expect("sign");
+            assert_eq!(
+                svc.verify(&token, None).err(),
+                Some(TokenError("token type does not match its key"))
+            );
+        }
     }
 
     #[test]
@@ -335,16 +479,20 @@ mod tests {
             service(b.path(), JwtAlgorithm::ES256),
             service(b.path(), JwtAlgorithm::HS256),
         );
-        let (token, _) = other_es
-            .issue_refresh("u", "f", "j", Utc::now())
-            .expect("issue");
         assert_eq!(
-            es.verify(&token, None).err(),
+            es.verify(&access(&other_es, &Map::new()), None).err(),
             Some(TokenError("token key id is unknown"))
         );
-        let (token, _) = hs.issue_refresh("u", "f", "j", Utc::now()).expect("issue");
         assert_eq!(
-            es.verify(&token, None).err(),
+            es.verify(&access(&hs, &Map::new()), None).err(),
+            Some(TokenError("token algorithm is not accepted"))
+        );
+        // Another instance's refresh key is unknown here: its kid names no key we have.
+        let foreign = other_es
+            .issue_refresh(&refresh_id("j"), Utc::now())
+            .expect("issue");
+        assert_eq!(
+            es.verify(&foreign.token, None).err(),
             Some(TokenError("token algorithm is not accepted"))
         );
     }

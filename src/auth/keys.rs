@@ -1,5 +1,13 @@
 //! Signing and verification keys: loading PEM files, generating new keys, the development
 //! key kept next to the SQLite database, `kid`s and the public JWK Set.
+//!
+//! Refresh tokens have a key of their own (API.md v2, RFC 8725 §2.8): an HS256 secret that
+//! only latchkey holds, so no key of the JWK Set (nor, under HS256, the secret resource
+//! servers share) verifies them, and a resource server that forgets to check
+//! `token_type` still cannot take a refresh token for an access token. It is
+//! `jwt.refresh_secret`, or, unset, derived by HKDF-SHA256 from the signing key under a
+//! fixed label, so every replica derives the same key and a signing-key rotation ends the
+//! refresh tokens signed before it.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -8,7 +16,7 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
-use aws_lc_rs::{digest, rsa};
+use aws_lc_rs::{digest, hkdf, rsa};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
@@ -33,8 +41,9 @@ pub enum KeyError {
     Generation,
 }
 
-/// The key that signs, and every key that verifies (the signing key's public half first,
-/// then the still-trusted previous keys of `jwt.verification_keys`).
+/// The key that signs access tokens, every key that verifies them (the signing key's public
+/// half first, then the still-trusted previous keys of `jwt.verification_keys`), and the
+/// refresh tokens' own key.
 pub struct KeySet {
     pub algorithm: Algorithm,
     pub signing_kid: String,
@@ -42,7 +51,19 @@ pub struct KeySet {
     verifying: Vec<(String, DecodingKey)>,
     /// Public keys only; empty under HS256, whose secret must never be published.
     pub jwks: JwkSet,
+    pub refresh: RefreshKey,
 }
+
+/// The HS256 key of refresh tokens: never published, never one of the access keys.
+pub struct RefreshKey {
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub decoding: DecodingKey,
+}
+
+/// HKDF `info` of the derived refresh key: fixed, so every replica derives the same key,
+/// and unlike any other label derived from the signing key (account tokens have theirs).
+const REFRESH_KEY_INFO: &[u8] = b"latchkey refresh tokens v1";
 
 impl KeySet {
     /// Loads the configured keys, or on SQLite without `jwt.signing_key` the development key
@@ -78,12 +99,14 @@ impl KeySet {
             jwks.keys.extend(key.jwk);
             verifying.push((key.kid, key.decoding));
         }
+        let refresh = RefreshKey::load(settings, &signing.encoding)?;
         Ok(Self {
             algorithm: algorithm(settings.algorithm),
             signing_kid: signing.kid,
             encoding: signing.encoding,
             verifying,
             jwks,
+            refresh,
         })
     }
 
@@ -94,6 +117,43 @@ impl KeySet {
             .find(|(k, _)| k == kid)
             .map(|(_, key)| key)
     }
+}
+
+impl RefreshKey {
+    /// `jwt.refresh_secret`, or the key derived from the signing key's material.
+    fn load(settings: &JwtSettings, signing: &EncodingKey) -> Result<Self, KeyError> {
+        let secret = match &settings.refresh_secret {
+            Some(path) => {
+                let fail = |why: String| KeyError::File {
+                    key: "jwt.refresh_secret",
+                    path: path.clone(),
+                    why,
+                };
+                let material = fs::read(path).map_err(|e| fail(e.to_string()))?;
+                let secret = hmac_secret(&material).map_err(fail)?.to_vec();
+                if settings.algorithm == JwtAlgorithm::HS256 && signing.as_bytes() == secret {
+                    return Err(fail("must differ from the signing secret".into()));
+                }
+                secret
+            }
+            None => derive_refresh_secret(signing.as_bytes())?,
+        };
+        Ok(Self {
+            kid: hmac_kid(b"latchkey refresh kid", &secret),
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+        })
+    }
+}
+
+/// HKDF-SHA256 of the signing key's material under [`REFRESH_KEY_INFO`]: 32 bytes.
+fn derive_refresh_secret(material: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey").extract(material);
+    let mut secret = vec![0u8; 32];
+    prk.expand(&[REFRESH_KEY_INFO], hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut secret))
+        .map_err(|_| KeyError::Generation)?;
+    Ok(secret)
 }
 
 pub fn algorithm(alg: JwtAlgorithm) -> Algorithm {
@@ -117,7 +177,7 @@ impl SigningKey {
         if alg == JwtAlgorithm::HS256 {
             let secret = hmac_secret(material)?;
             return Ok(Self {
-                kid: hmac_kid(secret),
+                kid: hmac_kid(b"latchkey hs256 kid", secret),
                 encoding: EncodingKey::from_secret(secret),
                 decoding: DecodingKey::from_secret(secret),
                 jwk: None,
@@ -205,9 +265,10 @@ fn hmac_secret(material: &[u8]) -> Result<&[u8], String> {
 }
 
 /// HS256 `kid`: a hash of the secret under a fixed label, which names the key without
-/// revealing anything usable about it.
-fn hmac_kid(secret: &[u8]) -> String {
-    let mut input = b"latchkey hs256 kid\0".to_vec();
+/// revealing anything usable about it (access and refresh keys have different labels).
+fn hmac_kid(label: &[u8], secret: &[u8]) -> String {
+    let mut input = label.to_vec();
+    input.push(0);
     input.extend_from_slice(secret);
     let hash = digest::digest(&digest::SHA256, &input);
     URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16])
@@ -354,5 +415,61 @@ mod tests {
             KeySet::load(&JwtSettings::default(), &pg),
             Err(KeyError::SigningKeyRequired)
         ));
+    }
+
+    #[test]
+    fn refresh_key_is_derived_per_signing_key_unless_configured() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a.pem"), dir.path().join("b.pem"));
+        write_new_key(&a, JwtAlgorithm::ES256).expect("key a");
+        write_new_key(&b, JwtAlgorithm::ES256).expect("key b");
+        let db = DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        let load = |signing: &PathBuf, refresh_secret: Option<PathBuf>| {
+            let s = JwtSettings {
+                signing_key: Some(signing.clone()),
+                refresh_secret,
+                ..JwtSettings::default()
+            };
+            KeySet::load(&s, &db).expect("load").refresh.kid
+        };
+        // Derived: the same on every replica (every load), another with another key.
+        assert_eq!(load(&a, None), load(&a, None));
+        assert_ne!(load(&a, None), load(&b, None));
+        // Configured: independent of the signing key, so it survives a rotation.
+        let secret = dir.path().join("refresh.secret");
+        fs::write(
+            &secret,
+            generate_private_pem(JwtAlgorithm::HS256).expect("secret"),
+        )
+        .expect("write");
+        assert_eq!(load(&a, Some(secret.clone())), load(&b, Some(secret)));
+    }
+
+    #[test]
+    fn a_refresh_secret_must_be_long_and_not_the_hs256_signing_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = DatabaseUrl::Sqlite(dir.path().join("t.db"));
+        let (signing, copy, short) = (
+            dir.path().join("signing"),
+            dir.path().join("copy"),
+            dir.path().join("short"),
+        );
+        write_new_key(&signing, JwtAlgorithm::HS256).expect("secret");
+        fs::copy(&signing, &copy).expect("copy");
+        fs::write(&short, "too short\n").expect("write");
+        for (refresh, why) in [(copy, "must differ"), (short, "at least 32 bytes")] {
+            let s = JwtSettings {
+                algorithm: JwtAlgorithm::HS256,
+                signing_key: Some(signing.clone()),
+                refresh_secret: Some(refresh),
+                ..JwtSettings::default()
+            };
+            let err = KeySet::load(&s, &db).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("jwt.refresh_secret") && e.contains(why)),
+                "{err:?}"
+            );
+        }
     }
 }

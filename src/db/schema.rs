@@ -18,6 +18,7 @@ diesel::table! {
         claims -> Text,
         date_joined -> Timestamp,
         last_login -> Nullable<Timestamp>,
+        disabled_by_staff -> Bool,
     }
 }
 
@@ -45,6 +46,7 @@ diesel::table! {
         expires_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
         revoked_reason -> Nullable<Text>,
+        current_issued_at -> Nullable<Timestamp>,
     }
 }
 

@@ -1,58 +1,110 @@
 //! Sessions: a login starts a refresh-token family and answers with a token pair; a
-//! refresh rotates within the family.
+//! refresh rotates within the family; a password change or reset ends every session.
+//!
+//! A session only starts against the password hash and active flag its request verified
+//! (`accounts::start_session`), so a login racing a password change, a reset or a
+//! deactivation counts as before it (its session is revoked with the others) or after it
+//! (the old password fails): no session outlives the change.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
 use super::state::AppState;
 use super::views::{TokenPair, UserView, custom_claims};
-use crate::auth::jwt::AccessSubject;
+use crate::accounts::{self, NewSession, NotReplaced, PasswordChange, Refused, Started};
+use crate::auth::jwt::{AccessSubject, RefreshClaims, RefreshToken};
+use crate::db::models::groups;
 use crate::db::models::tokens::{self, Issued, RotateRequest, Rotation};
-use crate::db::models::{groups, users::User};
+use crate::db::models::users::User;
 use crate::domain::Password;
 
 fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
-/// Starts a new family for `user_id` and returns its first pair. With `touch_login` the
-/// user's `last_login` moves to now (a login, as opposed to a password change).
-pub async fn open(
-    state: &AppState,
-    user_id: &str,
-    touch_login: bool,
-) -> Result<TokenPair, ApiError> {
-    let now = Utc::now();
-    let (family, jti) = (new_id(), new_id());
-    let (refresh, expires_at) = state
-        .tokens
-        .issue_refresh(user_id, &family, &jti, now)
-        .map_err(signing)?;
-    let id = user_id.to_owned();
-    let (user, groups) = state
-        .db
-        .write(move |conn| {
-            let first = Issued {
-                jti: &jti,
-                family_id: &family,
-                user_id: &id,
-                expires_at,
-            };
-            tokens::start_family(conn, &first, now)?;
-            let user = if touch_login {
-                User::touch_last_login(conn, &id, now)?
-            } else {
-                User::find(conn, &id)?
-            };
-            let groups = groups::names_of(conn, &id)?;
-            Ok(user.map(|u| (u, groups)))
-        })
-        .await?
-        .ok_or_else(|| ApiError::TokenInvalid("user no longer exists".into()))?;
-    pair(state, &user, groups, refresh)
+/// A refresh token about to be recorded: its identity and the instants it carries.
+struct Minted {
+    id: RefreshClaims,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
 }
 
-/// Exchanges a verified refresh token for a new pair of the same family.
+impl Minted {
+    fn issued(&self) -> Issued<'_> {
+        Issued {
+            jti: &self.id.jti,
+            family_id: &self.id.fam,
+            user_id: &self.id.sub,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// A new refresh token of `user_id`, in `family` or a new one: what to record, and the
+/// signed token.
+fn mint(
+    state: &AppState,
+    user_id: &str,
+    family: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(Minted, String), ApiError> {
+    let id = RefreshClaims {
+        sub: user_id.to_owned(),
+        jti: new_id(),
+        fam: family.map_or_else(new_id, str::to_owned),
+    };
+    let RefreshToken {
+        token,
+        issued_at,
+        expires_at,
+    } = state.tokens.issue_refresh(&id, now).map_err(signing)?;
+    let minted = Minted {
+        id,
+        issued_at,
+        expires_at,
+    };
+    Ok((minted, token))
+}
+
+/// Starts a new family for `user`, the row as the request verified it (its password hash,
+/// active), and returns its first pair. With `touch_login` the user's `last_login` moves to
+/// now (a login or an activation). If the row changed meanwhile, the request is refused as
+/// the row is now: `invalid_credentials` (password changed, or user deleted) or
+/// `account_inactive`.
+pub async fn open(state: &AppState, user: &User, touch_login: bool) -> Result<TokenPair, ApiError> {
+    let now = Utc::now();
+    let (minted, refresh) = mint(state, &user.id, None, now)?;
+    let verified_hash = user.password_hash.clone();
+    let started = state
+        .db
+        .write(move |conn| {
+            let new = NewSession {
+                first: minted.issued(),
+                verified_hash: &verified_hash,
+                touch_login,
+            };
+            accounts::start_session(conn, &new, now)
+        })
+        .await?;
+    match started {
+        Ok((user, groups)) => pair(state, &user, groups, refresh, true),
+        Err(refused) => Err(refusal(state, refused)),
+    }
+}
+
+fn refusal(state: &AppState, refused: Refused) -> ApiError {
+    match refused {
+        Refused::Credentials => ApiError::InvalidCredentials,
+        Refused::Inactive(user) => ApiError::AccountInactive(
+            user.inactive_reason(state.settings.accounts.require_email_verification),
+        ),
+    }
+}
+
+/// Exchanges a verified refresh token for a pair of the same family: a new refresh token,
+/// or, for the token the live one replaced presented again within the grace window, the
+/// live one (see `tokens`), with a fresh access token either way.
 pub async fn rotate(
     state: &AppState,
     user_id: &str,
@@ -60,83 +112,120 @@ pub async fn rotate(
     presented_jti: &str,
 ) -> Result<TokenPair, ApiError> {
     let now = Utc::now();
-    let jti = new_id();
-    let (refresh, expires_at) = state
-        .tokens
-        .issue_refresh(user_id, family, &jti, now)
-        .map_err(signing)?;
-    let grace = chrono::Duration::from_std(state.settings.jwt.rotation_grace)
-        .unwrap_or(chrono::Duration::zero());
-    let (id, family, presented) = (
-        user_id.to_owned(),
-        family.to_owned(),
-        presented_jti.to_owned(),
-    );
+    let (successor, refresh) = mint(state, user_id, Some(family), now)?;
+    let grace = state.settings.jwt.rotation_grace;
+    // A window longer than time itself reaches back to its beginning.
+    let grace_cutoff = (!grace.is_zero()).then(|| {
+        chrono::Duration::from_std(grace)
+            .ok()
+            .and_then(|grace| now.checked_sub_signed(grace))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    });
+    let presented = presented_jti.to_owned();
     let (rotation, found) = state
         .db
         .write(move |conn| {
-            let successor = Issued {
-                jti: &jti,
-                family_id: &family,
-                user_id: &id,
-                expires_at,
-            };
             let request = RotateRequest {
                 presented_jti: &presented,
                 now,
-                grace_cutoff: now - grace,
+                grace_cutoff,
             };
-            let rotation = tokens::rotate(conn, request, &successor)?;
-            if rotation != Rotation::Rotated {
+            let rotation = tokens::rotate(conn, request, &successor.issued())?;
+            if matches!(rotation, Rotation::Reused | Rotation::Revoked) {
                 return Ok((rotation, None));
             }
-            Ok((rotation, groups::user_with_groups(conn, &id)?))
+            Ok((rotation, groups::user_with_groups(conn, &successor.id.sub)?))
         })
         .await?;
     match (rotation, found) {
-        (Rotation::Rotated, Some((user, groups))) if user.is_active => {
-            pair(state, &user, groups, refresh)
-        }
-        (Rotation::Rotated, _) => Err(ApiError::TokenInvalid(
-            "user no longer exists or is inactive".into(),
-        )),
         (Rotation::Reused, _) => {
             state.metrics.refresh_reuse.inc();
             log::warn!(target: "latchkey::auth", "refresh token reuse detected for user {user_id}; family revoked");
             Err(ApiError::TokenReused)
         }
         (Rotation::Revoked, _) => Err(ApiError::TokenRevoked),
+        (Rotation::Rotated, Some((user, groups))) if user.is_active => {
+            pair(state, &user, groups, refresh, true)
+        }
+        (Rotation::Converged(live), Some((user, groups))) if user.is_active => {
+            let id = RefreshClaims {
+                sub: user_id.to_owned(),
+                jti: live.jti,
+                fam: family.to_owned(),
+            };
+            let current = state
+                .tokens
+                .reissue_refresh(&id, live.issued_at, live.expires_at)
+                .map_err(signing)?;
+            pair(state, &user, groups, current, false)
+        }
+        _ => Err(ApiError::TokenInvalid(
+            "user no longer exists or is inactive".into(),
+        )),
     }
 }
 
-/// Sets `password` if the user's hash is still the one they had when the request was
-/// checked, and revokes every session of theirs. `false`: a concurrent change won.
+/// A password reset: sets `password` if the user's hash is still the one the link was
+/// made for, and revokes every session of theirs, in one transaction. `false`: a
+/// concurrent change won.
 pub async fn replace_password(
     state: &AppState,
     user: &User,
     password: &Password,
     why: &'static str,
 ) -> Result<bool, ApiError> {
-    let hash = state.hasher.hash(password).await?;
-    let (id, old_hash) = (user.id.clone(), user.password_hash.clone());
-    let changed = state
-        .db
-        .write(move |conn| {
-            let changed = User::replace_password_hash(conn, &id, &old_hash, &hash)?;
-            if changed {
-                tokens::revoke_user_families(conn, &id, None, why, Utc::now())?;
-            }
-            Ok(changed)
-        })
-        .await?;
-    Ok(changed)
+    Ok(replace(state, user, password, why, None).await?.is_ok())
 }
 
+/// A password change by a signed-in user: like [`replace_password`], and in the same
+/// transaction the caller's fresh session starts against the new hash. `None`: a
+/// concurrent change won, so the current password the request checked is not current.
+pub async fn change_password(
+    state: &AppState,
+    user: &User,
+    password: &Password,
+) -> Result<Option<TokenPair>, ApiError> {
+    let (minted, refresh) = mint(state, &user.id, None, Utc::now())?;
+    match replace(state, user, password, "password_change", Some(minted)).await? {
+        Ok(Some((user, groups))) => pair(state, &user, groups, refresh, true).map(Some),
+        Ok(None) | Err(NotReplaced::Stale) => Ok(None),
+        // Deactivated between the request's authentication and its change.
+        Err(NotReplaced::Inactive) => Err(ApiError::TokenInvalid("user is inactive".into())),
+    }
+}
+
+async fn replace(
+    state: &AppState,
+    user: &User,
+    password: &Password,
+    why: &'static str,
+    new_session: Option<Minted>,
+) -> Result<Result<Option<Started>, NotReplaced>, ApiError> {
+    let new_hash = state.hasher.hash(password).await?;
+    let (id, old_hash) = (user.id.clone(), user.password_hash.clone());
+    Ok(state
+        .db
+        .write(move |conn| {
+            let change = PasswordChange {
+                user_id: &id,
+                old_hash: &old_hash,
+                new_hash: &new_hash,
+                why,
+                new_session: new_session.as_ref().map(Minted::issued),
+            };
+            accounts::replace_password(conn, &change, Utc::now())
+        })
+        .await?)
+}
+
+/// The pair for `user`: a fresh access token and `refresh_token`, which is `new` unless
+/// it is a family's live token handed out again.
 fn pair(
     state: &AppState,
     user: &User,
     groups: Vec<String>,
     refresh_token: String,
+    new: bool,
 ) -> Result<TokenPair, ApiError> {
     let custom = custom_claims(user);
     let subject = AccessSubject {
@@ -153,7 +242,9 @@ fn pair(
         .issue_access(&subject, Utc::now())
         .map_err(signing)?;
     state.metrics.count_tokens("access");
-    state.metrics.count_tokens("refresh");
+    if new {
+        state.metrics.count_tokens("refresh");
+    }
     Ok(TokenPair {
         access_token,
         refresh_token,

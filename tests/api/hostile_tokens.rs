@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::helpers::{
     Backend, P256_SPKI_PREFIX, TestApp, TestUser, assert_problem, assert_token_invalid_everywhere,
     b64url, header, json_ok, jwt_claims, jwt_header, p256_public_pem, p256_spki_der, spawn_app,
-    spawn_app_with, spawn_app_with_known_key, str_field,
+    spawn_app_with, spawn_app_with_known_key, str_field, write_signing_key,
 };
 
 dual_backend_tests!(
@@ -94,18 +94,31 @@ async fn foreign_key_with_same_kid_is_rejected(backend: Backend) {
 
 /// Signs with the service's own key, so only the claim or header under test is wrong.
 async fn real_key_with_bad_claims_is_rejected(backend: Backend) {
-    let app = spawn_app_with_known_key(backend, |_| {}).await;
+    // Refresh tokens have a key of their own (API.md v2): the test chooses it too.
+    let secrets = tempfile::TempDir::new().unwrap();
+    let refresh_secret = write_signing_key(secrets.path(), JwtAlgorithm::HS256);
+    let secret = std::fs::read_to_string(&refresh_secret).unwrap();
+    let refresh_key = EncodingKey::from_secret(secret.trim_end().as_bytes());
+    let app = spawn_app_with_known_key(backend, move |s| {
+        s.jwt.refresh_secret = Some(refresh_secret);
+    })
+    .await;
     let user = TestUser::create(&app).await;
     let pem = app.signing_key_pem.clone().expect("harness-chosen key");
-    let key = EncodingKey::from_ec_pem(pem.as_bytes()).expect("PKCS#8 EC key");
+    let access_key = EncodingKey::from_ec_pem(pem.as_bytes()).expect("PKCS#8 EC key");
     let now = chrono::Utc::now().timestamp();
 
     for original in user.tokens() {
         let kid = kid_of(original);
         let claims = jwt_claims(original);
+        let (alg, key) = if claims["token_type"] == json!("access") {
+            (Algorithm::ES256, &access_key)
+        } else {
+            (Algorithm::HS256, &refresh_key)
+        };
         // Control: re-signing the genuine claims yields a token the service accepts, so
         // every rejection below is caused by the one thing changed.
-        let control = sign(Algorithm::ES256, &kid, &claims, &key);
+        let control = sign(alg, &kid, &claims, key);
         json_ok(app.verify(&control).await, 200).await;
 
         let mut mutations: Vec<(&str, Value)> = vec![
@@ -123,11 +136,11 @@ async fn real_key_with_bad_claims_is_rejected(backend: Backend) {
         for (claim, value) in mutations {
             let mut forged = claims.clone();
             forged[claim] = value;
-            let token = sign(Algorithm::ES256, &kid, &forged, &key);
+            let token = sign(alg, &kid, &forged, key);
             assert_token_invalid_everywhere(&app, &token).await;
         }
         // A kid the service never published.
-        let token = sign(Algorithm::ES256, "not-a-published-kid", &claims, &key);
+        let token = sign(alg, "not-a-published-kid", &claims, key);
         assert_token_invalid_everywhere(&app, &token).await;
     }
     // The controls were genuine tokens: the session still works.

@@ -9,7 +9,8 @@ use tempfile::TempDir;
 
 use crate::helpers::{
     Backend, PUBLIC_URL, TestApp, TestUser, assert_problem, fixture, header, json_ok, jwt_header,
-    p256_public_pem, spawn_app, spawn_app_with, sqlite_url, str_field, write_signing_key,
+    p256_public_pem, spawn_app, spawn_app_with, spawn_app_with_known_key, sqlite_url, str_field,
+    write_signing_key,
 };
 
 dual_backend_tests!(
@@ -23,6 +24,7 @@ dual_backend_tests!(
     signing_key_defaults_depend_on_backend,
     custom_issuer_and_audience_are_used,
     previous_key_in_verification_keys_keeps_tokens_valid,
+    refresh_tokens_are_not_access_tokens,
 );
 
 /// Verifies `token` with nothing but the published JWK Set, as another service would.
@@ -107,8 +109,53 @@ async fn access_token_verifies_offline_against_jwks(backend: Backend) {
     assert_eq!(claims["sub"], json!(user.id));
     assert_eq!(claims["iss"], json!(PUBLIC_URL));
     assert_eq!(claims["token_type"], json!("access"));
-    let refresh = verify_offline(&app, &jwks, &user.refresh_token, Algorithm::ES256);
-    assert_eq!(refresh["token_type"], json!("refresh"));
+    assert_refresh_token_unverifiable(&jwks, &user.refresh_token);
+}
+
+/// API.md v2: no key of the JWK Set verifies a refresh token (HS256 under a key only
+/// latchkey holds, with a `kid` the set does not list), so a resource server cannot take
+/// one for an access token even if it forgets to check `token_type`.
+fn assert_refresh_token_unverifiable(jwks: &Value, refresh: &str) {
+    let header = jwt_header(refresh);
+    assert_eq!(header["alg"], json!("HS256"), "{header}");
+    assert_eq!(header["typ"], json!("JWT"), "{header}");
+    assert!(
+        !kids(jwks).contains(&str_field(&header, "kid")),
+        "{header} vs {jwks}"
+    );
+    let set: JwkSet = serde_json::from_value(jwks.clone()).expect("not a JWK Set");
+    for jwk in &set.keys {
+        let key = DecodingKey::from_jwk(jwk).expect("unusable JWK");
+        let alg = Algorithm::try_from(jwk.common.key_algorithm.expect("alg")).expect("a JWS alg");
+        let mut validation = Validation::new(alg);
+        validation.validate_aud = false;
+        assert!(
+            jsonwebtoken::decode::<Value>(refresh, &key, &validation).is_err(),
+            "{jwk:?} verifies a refresh token"
+        );
+    }
+}
+
+/// Refresh tokens are refused wherever an access token is taken, and under HS256 the
+/// secret that resource servers share does not verify them either.
+async fn refresh_tokens_are_not_access_tokens(backend: Backend) {
+    let app = spawn_app_with_known_key(backend, |s| s.jwt.algorithm = JwtAlgorithm::HS256).await;
+    let user = TestUser::create(&app).await;
+    assert_refresh_token_unverifiable(&app.jwks_json().await, &user.refresh_token);
+    let shared = app.signing_key_pem.clone().expect("harness-chosen secret");
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_aud = false;
+    let key = DecodingKey::from_secret(shared.trim_end().as_bytes());
+    assert!(jsonwebtoken::decode::<Value>(&user.access_token, &key, &validation).is_ok());
+    assert!(
+        jsonwebtoken::decode::<Value>(&user.refresh_token, &key, &validation).is_err(),
+        "the signing secret verifies a refresh token"
+    );
+    assert_problem(app.get_me(&user.refresh_token).await, 401, "token_invalid").await;
+    // latchkey itself still verifies both kinds.
+    let verified = json_ok(app.verify(&user.refresh_token).await, 200).await;
+    assert_eq!(verified["token_type"], json!("refresh"));
+    json_ok(app.refresh(&user.refresh_token).await, 200).await;
 }
 
 async fn openid_configuration_describes_issuer(backend: Backend) {
@@ -291,7 +338,9 @@ async fn previous_key_in_verification_keys_keeps_tokens_valid(backend: Backend) 
     assert!(published.contains(&old_kid), "{published:?}");
 
     json_ok(rotated.get_me(&user.access_token).await, 200).await;
-    let pair = json_ok(rotated.refresh(&user.refresh_token).await, 200).await;
+    // (The refresh key was derived from the old signing key: a new login, see
+    // `key_rotation` for `jwt.refresh_secret`.)
+    let pair = user.login_again(&rotated).await;
     let new_kid = str_field(&jwt_header(&str_field(&pair, "access_token")), "kid");
     assert_ne!(new_kid, old_kid, "new tokens are signed with the new key");
     assert!(published.contains(&new_kid), "{published:?}");

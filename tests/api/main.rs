@@ -52,6 +52,7 @@ mod probes;
 mod refresh;
 mod register;
 mod sabotage;
+mod session_races;
 mod smtp;
 mod smtp_sink;
 mod throttle;

@@ -8,7 +8,7 @@ use futures::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, PUBLIC_URL, STRONG_PASSWORD, TestApp, assert_problem, assert_token_pair,
+    Backend, PUBLIC_URL, STRONG_PASSWORD, TestApp, TestUser, assert_problem, assert_token_pair,
     assert_user_object, assert_validation_error, assert_validation_error_on_one_of, json_ok,
     registration, spawn_app, spawn_app_with,
 };
@@ -385,7 +385,8 @@ async fn register_rejects_duplicate_username_case_insensitively(backend: Backend
 
 async fn register_rejects_duplicate_email_case_insensitively(backend: Backend) {
     let app = spawn_app(backend).await;
-    register_ok(&app, "ada", "ada@example.com").await;
+    // Activated: the email of an unclaimed account is free (pre-account hijacking).
+    TestUser::create_with(&app, "ada", "ada@example.com", STRONG_PASSWORD).await;
     for email in ["ada@example.com", "ADA@Example.com", "Ada@EXAMPLE.COM"] {
         let resp = app
             .register(&registration("grace", email, STRONG_PASSWORD))

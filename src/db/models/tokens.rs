@@ -3,6 +3,14 @@
 //! A family is one login. Its row names the single live refresh token (`current_jti`);
 //! rotation swaps it inside a transaction that first takes the family row's write lock, so
 //! N concurrent refreshes of one token run one after the other and cannot fork the family.
+//!
+//! The grace window converges (API.md v2, GoTrue's rule): the token the current one
+//! replaced (`previous_jti`), presented again less than `jwt.rotation_grace` after that
+//! replacement (`rotated_at`), gets the family's current token back, the very string the
+//! first caller received, rebuilt from `current_jti`, `current_issued_at` and
+//! `expires_at`. Nothing rotates and nobody's token is displaced, so concurrent refreshes
+//! of one token all end up holding the one live token, whatever order their answers
+//! arrive in. Any older ancestor, or the replaced token after the window, is reuse.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::PgConnection;
@@ -17,8 +25,6 @@ use crate::db::{DbConnection, DbError};
 pub enum Reason {
     /// Exchanged for a successor by its holder.
     Rotated,
-    /// Displaced by a concurrent refresh of its predecessor inside the grace window.
-    Superseded,
     /// The family was revoked: logout, reuse, password change, deactivation...
     Revoked,
 }
@@ -27,7 +33,6 @@ impl Reason {
     fn as_str(self) -> &'static str {
         match self {
             Self::Rotated => "rotated",
-            Self::Superseded => "superseded",
             Self::Revoked => "revoked",
         }
     }
@@ -38,14 +43,25 @@ struct Family {
     current_jti: String,
     previous_jti: Option<String>,
     rotated_at: Option<NaiveDateTime>,
+    current_issued_at: Option<NaiveDateTime>,
+    expires_at: NaiveDateTime,
 }
 
-/// A refresh token to record: its id, family, owner and expiry.
+/// A refresh token to record: its id, family, owner, and the instants it carries.
 #[derive(Debug, Clone, Copy)]
 pub struct Issued<'a> {
     pub jti: &'a str,
     pub family_id: &'a str,
     pub user_id: &'a str,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A family's live refresh token, as much of it as rebuilds the token.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LiveToken {
+    pub jti: String,
+    pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -54,9 +70,12 @@ pub struct Issued<'a> {
 pub enum Rotation {
     /// The successor is now the family's live token.
     Rotated,
+    /// The token the live one replaced, again within the grace window: nothing changed,
+    /// and the caller gets the live token.
+    Converged(LiveToken),
     /// Reuse of a rotated token or an ancestor: the whole family is now revoked.
     Reused,
-    /// The token no longer works (family revoked or unknown, or token superseded).
+    /// The token no longer works (family revoked or unknown).
     Revoked,
 }
 
@@ -72,8 +91,10 @@ pub enum Liveness {
 pub struct RotateRequest<'a> {
     pub presented_jti: &'a str,
     pub now: DateTime<Utc>,
-    /// A rotated token presented again after this instant is reuse.
-    pub grace_cutoff: DateTime<Utc>,
+    /// The replaced token presented again after this instant is reuse; `None`: no grace
+    /// window at all (a request that was already waiting when the replacement happened
+    /// then counts as reuse too).
+    pub grace_cutoff: Option<DateTime<Utc>>,
 }
 
 /// Starts a family (a login) with its first refresh token.
@@ -88,6 +109,7 @@ pub fn start_family(
                 token_families::id.eq(first.family_id),
                 token_families::user_id.eq(first.user_id),
                 token_families::current_jti.eq(first.jti),
+                token_families::current_issued_at.eq(db_time(first.issued_at)),
                 token_families::created_at.eq(db_time(now)),
                 token_families::expires_at.eq(db_time(first.expires_at)),
             ))
@@ -144,6 +166,8 @@ fn lock_live_family(conn: &mut DbConnection, family_id: &str) -> Result<Option<F
             token_families::current_jti,
             token_families::previous_jti,
             token_families::rotated_at,
+            token_families::current_issued_at,
+            token_families::expires_at,
         ))
         .get_result::<Family>(conn)
         .optional()?)
@@ -170,6 +194,7 @@ fn rotate_live(
             .set((
                 token_families::previous_jti.eq(req.presented_jti),
                 token_families::current_jti.eq(successor.jti),
+                token_families::current_issued_at.eq(db_time(successor.issued_at)),
                 token_families::rotated_at.eq(db_time(req.now)),
                 token_families::expires_at.eq(db_time(successor.expires_at)),
             ))
@@ -213,7 +238,8 @@ fn rotate_live_postgres(
     let outcome: Outcome = diesel::sql_query(
         "WITH advanced AS ( \
              UPDATE token_families \
-                SET previous_jti = $2, current_jti = $3, rotated_at = $4, expires_at = $5 \
+                SET previous_jti = $2, current_jti = $3, rotated_at = $4, expires_at = $5, \
+                    current_issued_at = $8 \
               WHERE id = $1 AND revoked_at IS NULL AND current_jti = $2 \
           RETURNING id), \
          retired AS ( \
@@ -232,13 +258,14 @@ fn rotate_live_postgres(
     .bind::<Timestamp, _>(db_time(successor.expires_at))
     .bind::<Text, _>(successor.user_id)
     .bind::<Text, _>(Reason::Rotated.as_str())
+    .bind::<Timestamp, _>(db_time(successor.issued_at))
     .get_result(conn)?;
     Ok(outcome.advanced == 1)
 }
 
 /// Exchanges the presented token for `successor`, enforcing the family invariant: at most one
-/// live token. The grace window lets the token just rotated be presented again (SPAs with
-/// several tabs): that displaces the successor handed out a moment ago.
+/// live token. The token the live one replaced, presented again within the grace window,
+/// converges on the live token instead (see the module docs).
 pub fn rotate(
     conn: &mut DbConnection,
     req: RotateRequest<'_>,
@@ -249,7 +276,6 @@ pub fn rotate(
     }
     let family_id = successor.family_id;
     conn.transaction(|conn| {
-        let now = req.now;
         // Not the live token (or not a live family): lock the family to decide which case
         // this is. Its current token cannot have become the presented one meanwhile, as
         // successors are always new tokens.
@@ -258,42 +284,21 @@ pub fn rotate(
         };
         let within_grace = family
             .rotated_at
-            .is_some_and(|at| at >= db_time(req.grace_cutoff));
+            .zip(req.grace_cutoff)
+            .is_some_and(|(at, cutoff)| at >= db_time(cutoff));
         if family.previous_jti.as_deref() == Some(req.presented_jti) && within_grace {
-            // The window is measured from the first rotation and not extended by this one.
-            diesel::update(token_families::table.find(family_id))
-                .set((
-                    token_families::current_jti.eq(successor.jti),
-                    token_families::expires_at.eq(db_time(successor.expires_at)),
-                ))
-                .execute(conn)?;
-            blacklist(
-                conn,
-                &family.current_jti,
-                family_id,
-                Reason::Superseded,
-                now,
-            )?;
-        } else if blacklist_reason(conn, req.presented_jti)?.as_deref()
-            == Some(Reason::Superseded.as_str())
-        {
-            // Its holder lost a refresh race; not evidence of theft.
-            return Ok(Rotation::Revoked);
-        } else {
-            revoke_locked(conn, family_id, &family.current_jti, "reuse", now)?;
-            return Ok(Rotation::Reused);
+            // A family started before `current_issued_at` existed cannot rebuild its token.
+            return Ok(family.current_issued_at.map_or(Rotation::Revoked, |at| {
+                Rotation::Converged(LiveToken {
+                    jti: family.current_jti,
+                    issued_at: at.and_utc(),
+                    expires_at: family.expires_at.and_utc(),
+                })
+            }));
         }
-        record_outstanding(conn, successor, now)?;
-        Ok(Rotation::Rotated)
+        revoke_locked(conn, family_id, &family.current_jti, "reuse", req.now)?;
+        Ok(Rotation::Reused)
     })
-}
-
-fn blacklist_reason(conn: &mut DbConnection, jti: &str) -> Result<Option<String>, DbError> {
-    Ok(blacklisted_tokens::table
-        .find(jti)
-        .select(blacklisted_tokens::reason)
-        .get_result(conn)
-        .optional()?)
 }
 
 fn revoke_locked(

@@ -1,6 +1,23 @@
 //! The `users` table.
+//!
+//! Account states: `is_active` is the flag login checks. It is false while the email is not
+//! verified yet (with `accounts.require_email_verification`), while an administrator's
+//! approval is pending, and while `disabled_by_staff` holds. That last one is a state of its
+//! own: only staff set and lift it, and activation never overrides it.
+//!
+//! Pre-account hijacking (someone registers your address with their password before you
+//! do; you follow the activation link and they log in with their password) is answered the
+//! way GoTrue does: with email verification on, an account that never verified its email,
+//! was never active, never logged in and was never disabled by staff is *unclaimed*, and a
+//! new registration for its address replaces it ([`User::register`]). The newest
+//! registrant's password wins, and the old account's links stop working (its row is gone),
+//! so a registration answers 409 for an email only when that email is claimed. What is
+//! left: a link is only as good as the registration that sent it, so someone who
+//! registers your address after you and before you activate has the newer link mailed to
+//! you; the mail names the username it is for.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::dsl::not;
 use diesel::prelude::*;
 
 use super::db_time;
@@ -27,6 +44,7 @@ pub struct User {
     pub claims: String,
     pub date_joined: NaiveDateTime,
     pub last_login: Option<NaiveDateTime>,
+    pub disabled_by_staff: bool,
 }
 
 #[derive(Insertable)]
@@ -80,12 +98,47 @@ pub enum Taken {
     Email,
 }
 
+/// An account nobody has shown to own: never verified its email, never active, never
+/// logged in, never disabled by staff (see the module docs).
+#[diesel::dsl::auto_type(no_type_alias)]
+fn unclaimed() -> _ {
+    not(users::email_verified)
+        .and(not(users::is_active))
+        .and(not(users::disabled_by_staff))
+        .and(users::last_login.is_null())
+}
+
 impl User {
     pub fn insert(conn: &mut DbConnection, new: &NewUser<'_>) -> Result<User, DbError> {
         Ok(diesel::insert_into(users::table)
             .values(new)
             .returning(users::all_columns)
             .get_result(conn)?)
+    }
+
+    /// Inserts a registration. With `replace_unclaimed` (email verification on), an
+    /// unclaimed account with the same email is deleted first, in the same transaction:
+    /// the new registrant takes the address over (see the module docs).
+    pub fn register(
+        conn: &mut DbConnection,
+        new: &NewUser<'_>,
+        replace_unclaimed: bool,
+    ) -> Result<User, DbError> {
+        conn.transaction(|conn| {
+            if replace_unclaimed {
+                let doomed = users::table
+                    .filter(users::email_key.eq(new.email_key))
+                    .filter(unclaimed());
+                let replaced: Vec<String> = diesel::delete(doomed)
+                    .returning(users::id)
+                    .get_results(conn)?;
+                for id in replaced {
+                    log::info!(target: "latchkey::accounts",
+                        "unclaimed user {id} replaced by a new registration for its email");
+                }
+            }
+            Self::insert(conn, new)
+        })
     }
 
     /// Maps a unique violation from [`User::insert`] to the key that was taken (the
@@ -98,20 +151,27 @@ impl User {
         }
     }
 
-    /// Which of the keys already belong to someone (checked before the costly hash).
+    /// Which of the keys already belong to someone (checked before the costly hash). With
+    /// `replace_unclaimed`, an unclaimed account with this email counts for neither key, as
+    /// [`User::register`] will replace it.
     pub fn find_taken(
         conn: &mut DbConnection,
         username_key: &str,
         email_key: &str,
+        replace_unclaimed: bool,
     ) -> Result<Option<Taken>, DbError> {
-        let hits: Vec<(String, String)> = users::table
+        let mut query = users::table
             .filter(
                 users::username_key
                     .eq(username_key)
                     .or(users::email_key.eq(email_key)),
             )
             .select((users::username_key, users::email_key))
-            .load(conn)?;
+            .into_boxed();
+        if replace_unclaimed {
+            query = query.filter(not(users::email_key.eq(email_key).and(unclaimed())));
+        }
+        let hits: Vec<(String, String)> = query.load(conn)?;
         Ok(hits.first().map(|(u, _)| {
             if u == username_key {
                 Taken::Username
@@ -158,6 +218,20 @@ impl User {
             .optional()?)
     }
 
+    /// Why `self` may not log in (only said after the password matched, so it reveals
+    /// nothing to someone guessing).
+    pub fn inactive_reason(&self, verification_required: bool) -> &'static str {
+        if self.disabled_by_staff {
+            "account is disabled"
+        } else if !self.email_verified && verification_required {
+            "account is not activated yet: follow the link in the activation email"
+        } else if self.approval_pending {
+            "account is pending approval by an administrator"
+        } else {
+            "account is disabled"
+        }
+    }
+
     /// Replaces the password hash if it is still `expected`: a reset link (bound to the old
     /// hash) used twice at once changes the password once. Returns whether it changed.
     pub fn replace_password_hash(
@@ -175,21 +249,38 @@ impl User {
             == 1)
     }
 
-    pub fn touch_last_login(
+    /// The write a session starts with: the row must still be active and have the password
+    /// hash the request verified (`None` otherwise). It takes the row's lock on PostgreSQL
+    /// (SQLite's writer serialises it anyway), so a concurrent password change or
+    /// deactivation either commits first, and this finds the new row, or waits for this
+    /// transaction and then revokes the session it started. `login_at` moves `last_login`.
+    pub fn claim_for_session(
         conn: &mut DbConnection,
         id: &str,
-        at: DateTime<Utc>,
+        verified_hash: &str,
+        login_at: Option<DateTime<Utc>>,
     ) -> Result<Option<User>, DbError> {
-        Ok(diesel::update(users::table.find(id))
-            .set(users::last_login.eq(db_time(at)))
-            .returning(users::all_columns)
-            .get_result(conn)
-            .optional()?)
+        let current = users::table
+            .find(id)
+            .filter(users::password_hash.eq(verified_hash))
+            .filter(users::is_active);
+        let claimed = match login_at {
+            Some(at) => diesel::update(current)
+                .set(users::last_login.eq(db_time(at)))
+                .returning(users::all_columns)
+                .get_result(conn),
+            // A no-op write: the lock, not the change, is what matters.
+            None => diesel::update(current)
+                .set(users::last_login.eq(users::last_login))
+                .returning(users::all_columns)
+                .get_result(conn),
+        };
+        Ok(claimed.optional()?)
     }
 
     /// Marks the email verified and, unless the account still waits for an administrator's
-    /// approval, activates it. Conditional on the email not being verified yet, so of two concurrent
-    /// uses of one activation link exactly one succeeds.
+    /// approval or staff disabled it, activates it. Conditional on the email not being
+    /// verified yet, so of two concurrent uses of one activation link exactly one succeeds.
     pub fn activate(conn: &mut DbConnection, id: &str) -> Result<Option<User>, DbError> {
         let pending = users::table
             .find(id)
@@ -197,7 +288,8 @@ impl User {
         Ok(diesel::update(pending)
             .set((
                 users::email_verified.eq(true),
-                users::is_active.eq(diesel::dsl::not(users::approval_pending)),
+                users::is_active
+                    .eq(not(users::approval_pending).and(not(users::disabled_by_staff))),
             ))
             .returning(users::all_columns)
             .get_result(conn)
@@ -232,6 +324,29 @@ impl User {
             .returning(users::all_columns)
             .get_result(conn)
             .optional()?)
+    }
+
+    /// Sets or lifts a staff block; setting it also deactivates the account. Lifting it
+    /// leaves `is_active` to the caller (approval, or activation by staff).
+    pub fn set_disabled_by_staff(
+        conn: &mut DbConnection,
+        id: &str,
+        disabled: bool,
+    ) -> Result<(), DbError> {
+        let row = users::table.find(id);
+        if disabled {
+            diesel::update(row)
+                .set((
+                    users::disabled_by_staff.eq(true),
+                    users::is_active.eq(false),
+                ))
+                .execute(conn)?;
+        } else {
+            diesel::update(row)
+                .set(users::disabled_by_staff.eq(false))
+                .execute(conn)?;
+        }
+        Ok(())
     }
 
     /// Locks the rows of the active staff users until the transaction ends and returns

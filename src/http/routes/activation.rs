@@ -1,4 +1,8 @@
 //! Account activation through the emailed uid/token link, and sending that link again.
+//!
+//! A staff deactivation wins over activation (API.md v2): activating a disabled account
+//! verifies its email but leaves it disabled (403 `account_inactive`), and no link is sent
+//! to it again.
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
@@ -97,14 +101,16 @@ pub(super) async fn user_for_token(
     summary = "Activate an account",
     description = "Takes the two parts of the emailed link; the account becomes active and \
                    its email verified. A token works once: a used, expired or forged one is \
-                   400 `validation_failed` with `errors.token` (an unknown `uid`: `errors.uid`).",
+                   400 `validation_failed` with `errors.token` (an unknown `uid`: `errors.uid`). \
+                   An account disabled by staff stays disabled: its email is verified, and \
+                   the answer is 403 `account_inactive`.",
     responses((
         status = 200,
         description = "Activated: a new session, or with `accounts.require_admin_approval` the \
                        user still waiting for approval.",
         body = Activated,
     )),
-    extensions(("x-problems" = json!([Code::ServiceUnavailable]))),
+    extensions(("x-problems" = json!([Code::AccountInactive, Code::ServiceUnavailable]))),
 )]
 async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let mut f = Fields::new(body);
@@ -119,16 +125,17 @@ async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
         .write(move |conn| User::activate(conn, &id))
         .await?
         .ok_or_else(bad_token)?;
-    log::info!(target: "latchkey::accounts", "user {} activated", user.id);
-    if user.approval_pending {
+    log::info!(target: "latchkey::accounts", "user {} verified their email", user.id);
+    if user.approval_pending && !user.disabled_by_staff {
         return Ok(HttpResponse::Ok()
             .json(json!({"user": UserView::new(&user, vec![]), "approval_required": true})));
     }
-    Ok(HttpResponse::Ok().json(session::open(&state, &user.id, true).await?))
+    // Refused as `account_inactive` if staff disabled the account.
+    Ok(HttpResponse::Ok().json(session::open(&state, &user, true).await?))
 }
 
 /// 202 `{}` whatever the address: known, unknown, active or not (no enumeration); an
-/// account still waiting for activation gets a fresh link.
+/// account still waiting for activation gets a fresh link, unless staff disabled it.
 #[utoipa::path(
     post,
     path = "/auth/activate/resend",
@@ -136,7 +143,8 @@ async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
     tag = "Registration and activation",
     summary = "Send the activation email again",
     description = "The answer is the same whether or not the address is known, so it reveals \
-                   nothing; an account still waiting for activation gets a fresh link.",
+                   nothing; an account still waiting for activation gets a fresh link, \
+                   unless staff disabled it.",
     responses((status = 202, description = "Accepted.", body = Empty)),
     extensions(("x-problems" = json!([Code::ServiceUnavailable]))),
 )]
@@ -147,6 +155,7 @@ async fn resend(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespon
         .run(move |conn| User::find_by_email_key(conn, &key))
         .await?
         && !user.email_verified
+        && !user.disabled_by_staff
     {
         mailing::send_account_link(&state, &user, Purpose::Activation);
     }

@@ -164,9 +164,11 @@ async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
     let (username_key, email_key) = (r.username.key(), r.email.key());
     // Checked before the costly hash; the unique indexes still decide races.
     let (uk, ek) = (username_key.clone(), email_key.clone());
+    // With email verification on, an unclaimed account's email is free (see `User::register`).
+    let replace_unclaimed = state.settings.accounts.require_email_verification;
     if let Some(taken) = state
         .db
-        .run(move |conn| User::find_taken(conn, &uk, &ek))
+        .run(move |conn| User::find_taken(conn, &uk, &ek, replace_unclaimed))
         .await?
     {
         return Err(conflict(taken));
@@ -203,7 +205,7 @@ async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
                     approval_pending: approval,
                     date_joined: db_time(now),
                 };
-                User::insert(conn, &new)
+                User::register(conn, &new, replace_unclaimed)
             })
             .await
             .map_err(|e| User::taken(&e).map_or_else(|| ApiError::from(e), conflict))?
@@ -219,7 +221,7 @@ async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
         let body = json!({"user": UserView::new(&user, vec![]), "approval_required": true});
         return Ok(HttpResponse::Created().json(body));
     }
-    Ok(HttpResponse::Created().json(session::open(&state, &user.id, true).await?))
+    Ok(HttpResponse::Created().json(session::open(&state, &user, true).await?))
 }
 
 /// Which account a login names (as given, then as its lookup key).
@@ -282,24 +284,11 @@ async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespons
         .ok_or(ApiError::InvalidCredentials)?;
     if !user.is_active {
         let verification = state.settings.accounts.require_email_verification;
-        return Err(ApiError::AccountInactive(inactive_reason(
-            &user,
-            verification,
-        )));
+        return Err(ApiError::AccountInactive(
+            user.inactive_reason(verification),
+        ));
     }
-    Ok(HttpResponse::Ok().json(session::open(&state, &user.id, true).await?))
-}
-
-/// Why a user with the right password may not log in (only said after the password
-/// matched, so it reveals nothing to someone guessing).
-fn inactive_reason(user: &User, verification_required: bool) -> &'static str {
-    if !user.email_verified && verification_required {
-        "account is not activated yet: follow the link in the activation email"
-    } else if user.approval_pending {
-        "account is pending approval by an administrator"
-    } else {
-        "account is disabled"
-    }
+    Ok(HttpResponse::Ok().json(session::open(&state, &user, true).await?))
 }
 
 #[utoipa::path(

@@ -196,15 +196,13 @@ async fn change_password(
     let (current, password) = f.finish(|| Some((current?, password?)))?;
     check_current_password(&state, &who.user, &current).await?;
 
-    let changed =
-        session::replace_password(&state, &who.user, &password, "password_change").await?;
-    if !changed {
+    // A fresh session for the caller; every older one is revoked.
+    let Some(pair) = session::change_password(&state, &who.user, &password).await? else {
         // A concurrent change won: the current password checked above is no longer current.
         return Err(ApiError::field(
             "current_password",
             vec!["Password is incorrect.".into()],
         ));
-    }
-    // A fresh session for the caller; every older one is revoked above.
-    Ok(HttpResponse::Ok().json(session::open(&state, &who.user.id, false).await?))
+    };
+    Ok(HttpResponse::Ok().json(pair))
 }
