@@ -12,7 +12,7 @@ mod username;
 pub use claims::{CLAIMS_MAX_BYTES, CustomClaims, RESERVED_CLAIMS};
 pub use email::Email;
 pub use group_name::GroupName;
-pub use password::{Password, PasswordPolicy};
+pub use password::{Password, PasswordPolicy, SIMILARITY_BUDGET, SimilarityWork};
 pub use user_id::UserId;
 pub use username::Username;
 
