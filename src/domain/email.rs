@@ -1,9 +1,15 @@
 use std::fmt;
 
-use super::Problems;
+use unicode_normalization::UnicodeNormalization;
 
-/// A syntactically valid address, stored with its domain lower-cased and its local part as
-/// given; uniqueness is case-insensitive over the whole address (see [`Email::key`]).
+use super::{Problems, fold_key, refuse_nul};
+
+/// A syntactically valid address, stored with its local part as given and its domain
+/// NFKC-normalised and lower-cased: IDNA maps a domain that way before it is resolved, so
+/// `ada@ＥＸＡＭＰＬＥ.com` is delivered to `ada@example.com` and must be that address here.
+/// Uniqueness is case-insensitive and NFKC-insensitive over the whole address (see
+/// [`Email::key`]): two local parts that differ only in compatibility forms are one
+/// account, a harmless restriction that keeps look-alike duplicates out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
@@ -16,15 +22,21 @@ impl Email {
         if raw.is_empty() {
             return Err(vec!["This field may not be blank.".into()]);
         }
+        refuse_nul(raw)?;
         let invalid = || vec![INVALID.to_owned()];
+        // Checked before normalising too, so no more than that is ever normalised.
         if raw.len() > MAX_LEN {
             return Err(invalid());
         }
-        let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
+        let address = normalize(raw);
+        if address.len() > MAX_LEN {
+            return Err(invalid());
+        }
+        let (local, domain) = address.rsplit_once('@').ok_or_else(invalid)?;
         if !valid_local(local) || !valid_domain(domain) {
             return Err(invalid());
         }
-        Ok(Self(format!("{local}@{}", domain.to_lowercase())))
+        Ok(Self(address))
     }
 
     pub fn as_str(&self) -> &str {
@@ -33,13 +45,26 @@ impl Email {
 
     /// The uniqueness and lookup key.
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        fold_key(&self.0)
     }
 
     /// The lookup key of text that may or may not be a valid address (password reset,
     /// resend): such requests must answer the same either way, so they never fail on it.
+    /// Equal to [`Email::key`] of the address it would parse to.
     pub fn key_of(raw: &str) -> String {
-        raw.trim().to_lowercase()
+        fold_key(&normalize(raw.trim()))
+    }
+}
+
+/// The address as stored: the local part as given, the domain (after the last `@`)
+/// NFKC-normalised and lower-cased.
+fn normalize(raw: &str) -> String {
+    match raw.rsplit_once('@') {
+        Some((local, domain)) => {
+            let domain: String = domain.nfkc().collect();
+            format!("{local}@{}", domain.to_lowercase())
+        }
+        None => raw.to_owned(),
     }
 }
 
@@ -91,6 +116,29 @@ mod tests {
         let e = Email::parse("Ada.Lovelace@Example.COM").expect("valid");
         assert_eq!(e.as_str(), "Ada.Lovelace@example.com");
         assert_eq!(e.key(), "ada.lovelace@example.com");
+    }
+
+    #[test]
+    fn normalizes_compatibility_forms_of_the_domain() {
+        let e = Email::parse("Ada@ＥＸＡＭＰＬＥ．ｃｏｍ").expect("valid once normalized");
+        assert_eq!(e.as_str(), "Ada@example.com");
+        assert_eq!(Email::key_of(" ａｄａ@Example.COM "), e.key());
+        let local = Email::parse("ａｄａ@example.com").expect("valid");
+        assert_eq!(local.as_str(), "ａｄａ@example.com", "local part as given");
+        assert_eq!(local.key(), e.key(), "one account");
+        assert!(
+            Email::parse("a@b＠example.com").is_err(),
+            "no second @ by normalizing"
+        );
+    }
+
+    #[test]
+    fn refuses_nul_and_never_looks_it_up() {
+        assert_eq!(
+            Email::parse("a\0@example.com"),
+            Err(vec!["Null characters are not allowed.".to_owned()])
+        );
+        assert!(!Email::key_of("a\0@example.com").contains('\0'));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 use std::fmt;
 
-use super::{Problems, check_identifier};
+use super::{Problems, parse_identifier};
 
 /// A group name: 1–150 letters, digits and `_ . - @ + :`. Names appear in URL paths
 /// (`/groups/{name}`) and in every access token, so spaces, slashes and control characters
-/// are kept out. Case-sensitive, like Django's `Group.name`.
+/// are kept out. Case-sensitive, like Django's `Group.name`, but NFKC-normalised like a
+/// username (Django does not): services authorise on these names by plain comparison, so
+/// a staff member must not be able to create `ａｄｍｉｎ` beside `admin` by mistake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupName(String);
 
@@ -12,13 +14,13 @@ pub const MAX_CHARS: usize = 150;
 
 impl GroupName {
     pub fn parse(raw: &str) -> Result<Self, Problems> {
-        check_identifier(
+        parse_identifier(
             raw,
             MAX_CHARS,
             |c| c.is_alphanumeric() || "_.-@+:".contains(c),
             "Enter a valid group name. This value may contain only letters, numbers, and _/./-/@/+/: characters.",
-        )?;
-        Ok(Self(raw.to_owned()))
+        )
+        .map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -58,5 +60,16 @@ mod tests {
         for bad in ["", "a b", "a/b", "tab\t", "x?y", "%2F", &"g".repeat(151)] {
             assert!(GroupName::parse(bad).is_err(), "{bad:?} accepted");
         }
+        assert_eq!(
+            GroupName::parse("role\0admin"),
+            Err(vec!["Null characters are not allowed.".to_owned()])
+        );
+    }
+
+    #[test]
+    fn normalizes_compatibility_forms_but_keeps_case() {
+        let name = GroupName::parse("ｒｏｌｅ：Ａｄｍｉｎ").expect("valid once normalized");
+        assert_eq!(name.as_str(), "role:Admin");
+        assert_ne!(GroupName::parse("admin"), GroupName::parse("Admin"));
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::body::{BodySpec, FieldSpec, Kind, Text};
 use super::error::{ApiError, FieldErrors};
 use super::extractors::BODY_TIMEOUT;
-use crate::domain::check_name;
+use crate::domain::Problems;
 
 /// The body specs of one resource, by method (resource-level app data).
 #[derive(Default)]
@@ -248,10 +248,15 @@ impl Fields {
         f.finish(|| value)
     }
 
-    /// An optional first/last name: absent is `None`, too long is recorded.
-    pub fn optional_name(&mut self, field: &str) -> Option<String> {
+    /// An optional free-text field checked by a domain rule (`check_name`, `check_bio`):
+    /// absent is `None`, a value the rule refuses is recorded.
+    pub fn optional_checked(
+        &mut self,
+        field: &str,
+        rule: fn(&str) -> Result<(), Problems>,
+    ) -> Option<String> {
         let value = self.optional_str(field)?;
-        self.check(field, check_name(&value).map(|()| value))
+        self.check(field, rule(&value).map(|()| value))
     }
 
     /// Ends parsing: unknown fields and collected problems become one validation error;

@@ -10,7 +10,7 @@ use crate::auth::jwt::TokenType;
 use crate::db::models::db_time;
 use crate::db::models::tokens::{self, Liveness};
 use crate::db::models::users::{NewUser, Taken, User};
-use crate::domain::{Email, Password, UserId, Username};
+use crate::domain::{Email, Password, UserId, Username, check_bio, check_name};
 use crate::http::account_limit::Account;
 use crate::http::body::{BodySpec, Kind, bounds, optional, required};
 use crate::http::error::ApiError;
@@ -108,9 +108,13 @@ impl Registration {
         let raw_username = f.required_str("username");
         let raw_email = f.required_str("email");
         let raw_password = f.password_pair("password", "password_confirm");
-        let first_name = f.optional_name("first_name").unwrap_or_default();
-        let last_name = f.optional_name("last_name").unwrap_or_default();
-        let bio = f.optional_str("bio").unwrap_or_default();
+        let first_name = f
+            .optional_checked("first_name", check_name)
+            .unwrap_or_default();
+        let last_name = f
+            .optional_checked("last_name", check_name)
+            .unwrap_or_default();
+        let bio = f.optional_checked("bio", check_bio).unwrap_or_default();
 
         let username = raw_username
             .as_deref()
@@ -118,10 +122,18 @@ impl Registration {
         let email = raw_email
             .as_deref()
             .and_then(|e| f.check("email", Email::parse(e)));
-        let attributes: Vec<&str> = [raw_username.as_deref(), raw_email.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
+        // The policy compares with what will be stored (NFKC), or the text as given when it
+        // did not parse.
+        let attributes: Vec<&str> = [
+            username
+                .as_ref()
+                .map(Username::as_str)
+                .or(raw_username.as_deref()),
+            email.as_ref().map(Email::as_str).or(raw_email.as_deref()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let password = match raw_password {
             Some(p) => f.check("password", state.check_password(&p, &attributes).await?),
             None => None,

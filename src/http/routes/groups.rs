@@ -115,7 +115,10 @@ async fn delete(
     StaffUser(staff): StaffUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = path.into_inner();
+    // A name no group can have (a NUL, a slash...) names no group.
+    let name = GroupName::parse(&path)
+        .map_err(|_| ApiError::NotFound)?
+        .into_string();
     let target = name.clone();
     if !state
         .db

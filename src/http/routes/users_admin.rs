@@ -11,7 +11,7 @@ use crate::accounts::{self, StaffUpdate};
 use crate::db::models::groups;
 use crate::db::models::user_list::{self, OrderField, UserFilter, UserOrder};
 use crate::db::models::users::{User, UserChanges};
-use crate::domain::{CLAIMS_MAX_BYTES, CustomClaims, GroupName, UserId};
+use crate::domain::{CLAIMS_MAX_BYTES, CustomClaims, GroupName, UserId, check_bio, check_name};
 use crate::http::body::{BodySpec, Kind, bounds, optional};
 use crate::http::error::ProblemCode as Code;
 use crate::http::error::{ApiError, FieldErrors};
@@ -310,9 +310,9 @@ async fn update(
     let claims = f
         .optional_object("claims")
         .and_then(|value| f.check("claims", CustomClaims::parse(value)));
-    let first_name = f.optional_name("first_name");
-    let last_name = f.optional_name("last_name");
-    let bio = f.optional_str("bio");
+    let first_name = f.optional_checked("first_name", check_name);
+    let last_name = f.optional_checked("last_name", check_name);
+    let bio = f.optional_checked("bio", check_bio);
     // Locking oneself out is refused; the last-staff rule covers everyone else.
     if staff.user.id == id {
         if is_staff == Some(false) {

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use super::Route;
 use crate::accounts;
 use crate::db::models::users::{User, UserChanges};
+use crate::domain::{check_bio, check_name};
 use crate::http::account_limit::Account;
 use crate::http::body::{BodySpec, Kind, bounds, optional, required};
 use crate::http::error::ApiError;
@@ -97,9 +98,9 @@ async fn update_me(
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let mut f = Fields::new(body);
-    let first_name = f.optional_name("first_name");
-    let last_name = f.optional_name("last_name");
-    let bio = f.optional_str("bio");
+    let first_name = f.optional_checked("first_name", check_name);
+    let last_name = f.optional_checked("last_name", check_name);
+    let bio = f.optional_checked("bio", check_bio);
     let changes = f.finish(|| {
         Some(UserChanges {
             first_name,
