@@ -310,9 +310,10 @@ async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespons
     tag = "Login and tokens",
     summary = "Rotate a refresh token",
     description = "The presented refresh token is blacklisted and a new pair of the same \
-                   family returned. Presenting the token just rotated again within the grace \
-                   window (10 s by default) gives a fresh pair too; any other reuse revokes \
-                   the whole family (`token_reused`).",
+                   family returned. The token just replaced, presented again within the \
+                   grace window (10 s by default), gets the family's current refresh token \
+                   (the same string) and a fresh access token; any other reuse revokes the \
+                   whole family (`token_reused`).",
     responses((status = 200, description = "The rotated pair.", body = TokenPair)),
     extensions(("x-problems" = json!([
         Code::TokenInvalid,
