@@ -202,7 +202,7 @@ impl FieldSpec {
 /// The bounds shared by several bodies, from the limits the domain types enforce.
 pub mod bounds {
 
-    use super::{Text, text};
+    use super::{FieldSpec, Kind, Text, required, text};
     use crate::domain::{
         EMAIL_MAX_LEN, GROUP_NAME_MAX_CHARS, NAME_MAX_CHARS, PASSWORD_MAX_CHARS, USERNAME_MAX_CHARS,
     };
@@ -234,6 +234,18 @@ pub mod bounds {
     pub const UID: Text = text(64);
     /// The `token` of an emailed link: a timestamp and a base64url HMAC.
     pub const LINK_TOKEN: Text = text(128);
+
+    /// The pair of fields that sets a new password (reset, change).
+    pub const NEW_PASSWORD_FIELD: FieldSpec = required(
+        "new_password",
+        Kind::Text(NEW_PASSWORD),
+        "The same rules as at registration.",
+    );
+    pub const NEW_PASSWORD_CONFIRM_FIELD: FieldSpec = required(
+        "new_password_confirm",
+        Kind::Text(PASSWORD),
+        "Must equal `new_password`.",
+    );
 
     /// Longest `bio`: a paragraph, not a document.
     pub const BIO_MAX_CHARS: usize = 2000;

@@ -33,16 +33,8 @@ const CONFIRM: BodySpec = BodySpec {
             Kind::Text(bounds::LINK_TOKEN),
             "From the emailed link.",
         ),
-        required(
-            "new_password",
-            Kind::Text(bounds::NEW_PASSWORD),
-            "The same rules as at registration.",
-        ),
-        required(
-            "new_password_confirm",
-            Kind::Text(bounds::PASSWORD),
-            "Must equal `new_password`.",
-        ),
+        bounds::NEW_PASSWORD_FIELD,
+        bounds::NEW_PASSWORD_CONFIRM_FIELD,
     ],
     one_of: &[],
 };

@@ -51,16 +51,8 @@ const CHANGE_PASSWORD: BodySpec = BodySpec {
     description: "The current password and the new one, twice.",
     fields: &[
         required("current_password", Kind::Text(bounds::PASSWORD), ""),
-        required(
-            "new_password",
-            Kind::Text(bounds::NEW_PASSWORD),
-            "The same rules as at registration.",
-        ),
-        required(
-            "new_password_confirm",
-            Kind::Text(bounds::PASSWORD),
-            "Must equal `new_password`.",
-        ),
+        bounds::NEW_PASSWORD_FIELD,
+        bounds::NEW_PASSWORD_CONFIRM_FIELD,
     ],
     one_of: &[],
 };
