@@ -164,7 +164,7 @@ impl Fields {
     /// An optional JSON object, for a domain parser; bounded in size by its spec.
     pub fn optional_object(&mut self, field: &str) -> Option<Value> {
         let (value, spec) = self.take(field, false)?;
-        let Kind::Object { max_bytes } = spec.kind else {
+        let Kind::Object { max_bytes, .. } = spec.kind else {
             self.bug = Some(format!("`{field}` is not an object in {}", self.spec.name));
             return None;
         };
@@ -196,7 +196,11 @@ impl Fields {
         parse: impl Fn(&str) -> Result<T, Vec<String>>,
     ) -> Option<Vec<T>> {
         let (value, spec) = self.take(field, false)?;
-        let Kind::TextList(bounds) = &spec.kind else {
+        let Kind::TextList {
+            item: bounds,
+            max_items,
+        } = &spec.kind
+        else {
             self.bug = Some(format!("`{field}` is not a list in {}", self.spec.name));
             return None;
         };
@@ -204,6 +208,15 @@ impl Fields {
             self.reject(field, vec!["Expected a list of items.".into()]);
             return None;
         };
+        if items.len() > *max_items {
+            self.reject(
+                field,
+                vec![format!(
+                    "Ensure this field has no more than {max_items} elements."
+                )],
+            );
+            return None;
+        }
         let mut parsed = Vec::with_capacity(items.len());
         let mut problems = Vec::new();
         for item in &items {
@@ -300,11 +313,11 @@ impl Fields {
     }
 }
 
-/// What is wrong with `value` as a string of these bounds, or `None`. NUL is refused
-/// everywhere: PostgreSQL's text cannot hold it, and no name, token or password needs it.
+/// What is wrong with `value` as a string of these bounds, or `None`. Every field refuses
+/// NUL at least (see [`super::body::Refused`]).
 fn text_problems(value: &str, bounds: &Text) -> Option<Vec<String>> {
-    if value.contains('\0') {
-        return Some(vec!["Null characters are not allowed.".into()]);
+    if let Some(problem) = bounds.refused.problem(value) {
+        return Some(vec![problem.into()]);
     }
     let chars = value.chars().count();
     if chars > bounds.max_chars {

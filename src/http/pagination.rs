@@ -1,6 +1,8 @@
 //! DRF-style page-number pagination: `page` and `page_size` query parameters and a
 //! `{"count", "next", "previous", "results"}` envelope whose links are absolute URLs.
 
+use std::num::IntErrorKind;
+
 use serde::Serialize;
 
 use super::error::ApiError;
@@ -26,14 +28,20 @@ impl Default for PageRequest {
 
 impl PageRequest {
     /// Takes `page` or `page_size` from a query parameter: `None` if `name` is neither,
-    /// else whether the value is good. A size above the maximum is capped, like DRF.
+    /// else whether the value is good. A size above the maximum is capped, like DRF; any
+    /// integer of at least 1 is good (as in DRF, where Python's are unbounded), so one past
+    /// `u64` counts as `u64::MAX`: the largest size, or a page past the last.
     pub fn accept(&mut self, name: &str, value: &str) -> Option<Result<(), &'static str>> {
         let slot = match name {
             "page" => &mut self.number,
             "page_size" => &mut self.size,
             _ => return None,
         };
-        let parsed = match value.parse::<u64>() {
+        let number = match value.parse::<u64>() {
+            Err(e) if *e.kind() == IntErrorKind::PosOverflow => Ok(u64::MAX),
+            other => other,
+        };
+        let parsed = match number {
             Ok(n) if n >= 1 => {
                 *slot = n;
                 Ok(())
@@ -124,6 +132,17 @@ mod tests {
         assert!(matches!(request.accept("page", "0"), Some(Err(_))));
         assert!(matches!(request.accept("page_size", ""), Some(Err(_))));
         assert_eq!(request.accept("search", "x"), None);
+        // Any integer of at least 1, as large as it comes (the document sets no maximum).
+        let huge = "9".repeat(40);
+        assert_eq!(request.accept("page", &huge), Some(Ok(())));
+        assert_eq!(request.number, u64::MAX);
+        assert_eq!(request.accept("page_size", &huge), Some(Ok(())));
+        assert_eq!(request.size, MAX_PAGE_SIZE);
+        assert!(
+            request.offset(1000).is_err(),
+            "a page that far is past the last"
+        );
+        assert!(matches!(request.accept("page", "-1"), Some(Err(_))));
     }
 
     #[test]

@@ -572,6 +572,8 @@ async fn list_users_empty_result_and_pages_past_the_end(backend: Backend) {
         "page=2",
         "page=3&page_size=1",
         "page=99999999",
+        // Past u64: as far past the last page (the document sets no maximum).
+        "page=18446744073709551616",
     ] {
         let problem = assert_problem(
             app.list_users(&staff.access_token, query).await,
@@ -670,7 +672,7 @@ async fn list_users_caps_page_size_at_100(backend: Backend) {
     all.dedup();
     assert_eq!(all.len(), 102, "every user exactly once");
 
-    for size in ["100", "101"] {
+    for size in ["100", "101", "99999999999999999999999"] {
         let page = app
             .list_users_json(token, &format!("page=1&page_size={size}"))
             .await;
@@ -1276,6 +1278,8 @@ async fn patch_user_rejects_invalid_input_and_changes_nothing(backend: Backend) 
         ("groups", json!("editors")),
         ("groups", json!([1])),
         ("groups", json!({ "editors": true })),
+        // More than 32 names, even of one group.
+        ("groups", json!(vec!["editors"; 33])),
         ("claims", json!(["tenant"])),
         ("claims", json!("acme")),
         ("claims", json!(42)),

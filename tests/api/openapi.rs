@@ -11,6 +11,7 @@ dual_backend_tests!(
     errors_are_problems,
     protected_operations_declare_bearer,
     every_reference_resolves,
+    request_schemas_state_what_the_parsers_refuse,
     reference_page_shows_every_path,
     request_fields_state_their_constraints,
 );
@@ -336,6 +337,70 @@ async fn every_reference_resolves(backend: Backend) {
         assert!(required.contains(&Value::from(field)), "{field} optional");
     }
     assert!(!required.contains(&Value::from("bio")), "bio required");
+}
+
+/// What the parsers refuse is in the document, so a schema-valid request is not refused
+/// for a reason the schema hides (and a generator such as Schemathesis can use it).
+async fn request_schemas_state_what_the_parsers_refuse(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc = document(&app).await;
+    let schema =
+        |name: &str, field: &str| doc["components"]["schemas"][name]["properties"][field].clone();
+    let pattern = |name: &str, field: &str| schema(name, field)["pattern"].clone();
+
+    // `\p{Alpha}`, ECMA-262's alias of `\p{Alphabetic}`, which generators know.
+    assert_eq!(
+        pattern("RegisterRequest", "username"),
+        r"^[\p{Alpha}\p{N}@.+_-]+$"
+    );
+    assert_eq!(pattern("NewGroup", "name"), r"^[\p{Alpha}\p{N}_.@+:-]+$");
+    // NUL everywhere; control characters in names; line breaks only in the bio.
+    assert_eq!(
+        pattern("RegisterRequest", "password_confirm"),
+        r"^[^\x00]*$"
+    );
+    assert_eq!(
+        pattern("LoginRequest", "password"),
+        Value::Null,
+        "login is an allOf"
+    );
+    assert_eq!(
+        pattern("ProfileUpdate", "first_name"),
+        r"^[^\x00-\x1F\x7F-\x9F]*$"
+    );
+    assert_eq!(
+        pattern("ProfileUpdate", "bio"),
+        r"^[^\x00-\x08\x0B-\x0C\x0E-\x1F\x7F-\x9F]*$"
+    );
+    // Not entirely numeric, as the password policy counts digits.
+    assert_eq!(
+        pattern("ChangePasswordRequest", "new_password"),
+        r"^[^\x00]*[^\x000-9][^\x00]*$"
+    );
+    // A JWT is three base64url parts.
+    let jwt = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$";
+    assert_eq!(pattern("RefreshTokenRequest", "refresh_token"), jwt);
+    assert_eq!(pattern("VerifyRequest", "token"), jwt);
+    // Lists have a length, claims have names they may not use.
+    assert_eq!(schema("StaffUserUpdate", "groups")["maxItems"], 32);
+    let reserved = &schema("StaffUserUpdate", "claims")["propertyNames"]["not"]["enum"];
+    assert!(
+        reserved
+            .as_array()
+            .is_some_and(|names| names.contains(&Value::from("sub"))),
+        "{reserved}"
+    );
+    // Page numbers and sizes are any integer of at least 1 (not `int64`).
+    let params = doc["paths"]["/users"]["get"]["parameters"]
+        .as_array()
+        .expect("no parameters");
+    for name in ["page", "page_size"] {
+        let param = params.iter().find(|p| p["name"] == name).expect(name);
+        assert_eq!(param["schema"]["type"], "integer", "{param}");
+        assert_eq!(param["schema"]["minimum"], 1, "{param}");
+        assert!(param["schema"].get("format").is_none(), "{param}");
+        assert!(param["schema"].get("maximum").is_none(), "{param}");
+    }
 }
 
 async fn reference_page_shows_every_path(backend: Backend) {

@@ -103,10 +103,33 @@ async fn patch_me_validates_lengths_and_types(backend: Backend) {
     )
     .await;
 
+    // Control characters: none in a name, only tab and line breaks in the bio (the
+    // document states both as patterns).
+    for (field, value) in [
+        ("first_name", "Ada\u{1b}[31m"),
+        ("last_name", "Love\nlace"),
+        ("bio", "bell\u{7}"),
+        ("bio", "next line\u{85}"),
+    ] {
+        let problem = assert_validation_error(
+            app.patch_me(&user.access_token, &json!({ field: value }))
+                .await,
+            &[field],
+        )
+        .await;
+        assert_eq!(
+            problem["errors"][field],
+            json!(["Control characters are not allowed."])
+        );
+    }
+    let body = json!({ "bio": "line\r\nbreak\tand tab" });
+    json_ok(app.patch_me(&user.access_token, &body).await, 200).await;
+
     let body = json!({ "first_name": "x".repeat(150) });
     json_ok(app.patch_me(&user.access_token, &body).await, 200).await;
     let after = json_ok(app.get_me(&user.access_token).await, 200).await;
     assert_eq!(after["last_name"], before["last_name"]);
+    assert_eq!(after["bio"], json!("line\r\nbreak\tand tab"));
 }
 
 fn current_password(password: &str) -> Value {

@@ -8,8 +8,10 @@
 )]
 
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::http::pagination::DEFAULT_PAGE_SIZE;
 use crate::http::views::{TokenPair, UserView};
 
 /// The query of `GET /users`. Empty values count as absent; unknown or bad parameters are
@@ -18,18 +20,18 @@ use crate::http::views::{TokenPair, UserView};
 #[into_params(parameter_in = Query)]
 pub struct UserListQuery {
     /// 1-based page number; past the last page is 404.
-    #[param(minimum = 1, default = 1)]
+    #[param(schema_with = page_number)]
     page: Option<u64>,
     /// Users per page, capped at 100.
-    #[param(minimum = 1, default = 20)]
+    #[param(schema_with = page_size)]
     page_size: Option<u64>,
     /// Matches username, email, first and last name, ignoring case.
-    #[param(max_length = 254)]
+    #[param(max_length = 254, pattern = r"^[^\x00]*$")]
     search: Option<String>,
     is_active: Option<bool>,
     is_staff: Option<bool>,
     /// Only members of this group (which must exist).
-    #[param(max_length = 254)]
+    #[param(max_length = 254, pattern = r"^[^\x00]*$")]
     group: Option<String>,
     /// `username`, `email`, `date_joined` or `last_login`, `-` first for descending.
     #[param(
@@ -37,6 +39,24 @@ pub struct UserListQuery {
         pattern = "^-?(username|email|date_joined|last_login)$"
     )]
     ordering: Option<String>,
+}
+
+/// Any integer of at least 1, without the `int64` format `u64` would get: the parser takes
+/// integers of any size (`PageRequest::accept`).
+fn positive_integer(default: u64) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .default(Some(default.into()))
+        .build()
+}
+
+fn page_number() -> Object {
+    positive_integer(1)
+}
+
+fn page_size() -> Object {
+    positive_integer(DEFAULT_PAGE_SIZE)
 }
 
 /// 201/200 with email verification on: the account waits for its activation link.

@@ -11,7 +11,9 @@ use crate::accounts::{self, StaffUpdate};
 use crate::db::models::groups;
 use crate::db::models::user_list::{self, OrderField, UserFilter, UserOrder};
 use crate::db::models::users::{User, UserChanges};
-use crate::domain::{CLAIMS_MAX_BYTES, CustomClaims, GroupName, UserId, check_bio, check_name};
+use crate::domain::{
+    CLAIMS_MAX_BYTES, CustomClaims, GroupName, RESERVED_CLAIMS, UserId, check_bio, check_name,
+};
 use crate::http::body::{BodySpec, Kind, bounds, optional};
 use crate::http::error::ProblemCode as Code;
 use crate::http::error::{ApiError, FieldErrors};
@@ -47,13 +49,17 @@ const STAFF_UPDATE: BodySpec = BodySpec {
         ),
         optional(
             "groups",
-            Kind::TextList(bounds::GROUP_NAME),
+            Kind::TextList {
+                item: bounds::GROUP_NAME,
+                max_items: bounds::GROUPS_MAX_ITEMS,
+            },
             "Replaces the user's groups (a set: a name given twice counts once); every name must exist.",
         ),
         optional(
             "claims",
             Kind::Object {
                 max_bytes: CLAIMS_MAX_BYTES,
+                reserved: RESERVED_CLAIMS,
             },
             "Replaces the custom claims merged into access tokens: at most 4 KiB as JSON, no reserved claim names.",
         ),
