@@ -1,0 +1,208 @@
+"""Schemathesis hooks for `.ci/schemathesis`: what a schema cannot say, said once, by name.
+
+Two things no JSON Schema can state, and how the run deals with each:
+
+1. Two fields that must be equal (a new password and its confirmation): JSON Schema has
+   no `$data`. `map_case` copies the password into its confirmation in *positive* cases
+   only, so schema-valid registrations, resets and changes get past that check and reach
+   the rest of the server (negative cases are left as generated).
+
+2. Rejections that depend on data the schema cannot know: a wrong current password, an
+   unknown uid or token, a common password, similarity to the username, an unknown group,
+   a staff member changing their own flags. `ALLOWED` lists each one: the operation, the
+   field and the message of latchkey's 400 `validation_failed` (exact, or a regular
+   expression where the message names the value), and why no schema can state it. A "schema-valid request rejected" failure is dropped only when *every*
+   field error of the response is listed for that operation; anything else still fails.
+   The run writes how often each entry was used to $LATCHKEY_ST_EXCUSED (JSON), which
+   the CI script prints, so an entry that stops being needed shows up as unused.
+
+3. Unicode property classes. The username and group name patterns use `\p{Alpha}` (the
+   letters of Unicode's Alphabetic property, as Rust's `char::is_alphanumeric` counts
+   them). Schemathesis reads `\p{...}` through a fixed table of Latin-only approximations
+   (`\p{Alpha}` as `a-zA-Z` plus Latin-1 and Latin Extended letters), for generating and
+   for its own validation alike, so in negative mode it may take a CJK or Greek letter
+   for a pattern violation. `filter_failure` drops a "schema-violating request accepted"
+   failure only when the body it sent is valid after all under the operation's schema
+   evaluated by jsonschema-rs itself (full Unicode classes, formats checked), and only the
+   body was meant to be invalid.
+
+And one request the run must not make: deleting its own staff user ($LATCHKEY_ST_STAFF_ID,
+which Schemathesis reads from the token's `sub`), which would leave the rest of the run
+unauthenticated. `before_call` points that request at an id no user has.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import jsonschema_rs
+import schemathesis
+from schemathesis.core.failures import AcceptedNegativeData
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.openapi.checks import RejectedPositiveData
+
+# Operations whose body holds a new password and its confirmation.
+CONFIRMED = {
+    "POST /auth/register": ("password", "password_confirm"),
+    "POST /auth/password/reset/confirm": ("new_password", "new_password_confirm"),
+    "POST /users/me/password": ("new_password", "new_password_confirm"),
+}
+
+WRONG_PASSWORD = "Password is incorrect."
+UNKNOWN_UID = "Invalid user id or user doesn't exist."
+BAD_LINK_TOKEN = "Invalid or expired token."
+TOO_COMMON = "This password is too common."
+TOO_SIMILAR = "The password is too similar to the username or email."
+
+
+@dataclass(frozen=True)
+class Allowed:
+    operation: str
+    field: str
+    message: str | re.Pattern[str]
+    reason: str
+
+    def covers(self, operation: str, field: str, message: str) -> bool:
+        if (self.operation, self.field) != (operation, field):
+            return False
+        if isinstance(self.message, re.Pattern):
+            return self.message.fullmatch(message) is not None
+        return self.message == message
+
+
+def _new_password(operation: str, field: str) -> list[Allowed]:
+    return [
+        Allowed(operation, field, TOO_COMMON,
+                "Django's list of 20,000 common passwords is data, not a pattern"),
+        Allowed(operation, field, TOO_SIMILAR,
+                "similarity is to the username and email: another field, or the stored account"),
+    ]
+
+
+ALLOWED: list[Allowed] = [
+    # The caller's password is a secret the generator cannot know.
+    Allowed("POST /users/me/password", "current_password", WRONG_PASSWORD,
+            "the caller's current password is not something a schema can hold"),
+    Allowed("DELETE /users/me", "current_password", WRONG_PASSWORD,
+            "the caller's current password is not something a schema can hold"),
+    # Emailed links: the uid must name an existing user, the token must be one we signed.
+    Allowed("POST /auth/activate", "uid", UNKNOWN_UID, "an unknown user id"),
+    Allowed("POST /auth/activate", "token", BAD_LINK_TOKEN, "a token latchkey did not sign"),
+    Allowed("POST /auth/password/reset/confirm", "uid", UNKNOWN_UID, "an unknown user id"),
+    Allowed("POST /auth/password/reset/confirm", "token", BAD_LINK_TOKEN,
+            "a token latchkey did not sign"),
+    *_new_password("POST /auth/register", "password"),
+    *_new_password("POST /auth/password/reset/confirm", "new_password"),
+    *_new_password("POST /users/me/password", "new_password"),
+    # Group names must exist: the set of groups is data.
+    Allowed("GET /users", "group", "Select a valid choice. That group does not exist.",
+            "an unknown group name"),
+    Allowed("PATCH /users/{id}", "groups", re.compile(r"Object with name=.+ does not exist\."),
+            "an unknown group name"),
+    # The same body is fine for another user: the rule is about who calls.
+    Allowed("PATCH /users/{id}", "is_active", "You cannot deactivate your own account.",
+            "depends on whether {id} is the caller"),
+    Allowed("PATCH /users/{id}", "is_staff", "You cannot remove your own staff status.",
+            "depends on whether {id} is the caller"),
+]
+
+_used: Counter[str] = Counter()
+
+
+def _excuses(operation: str, response) -> list[Allowed] | None:
+    """The entries covering every field error of a 400 `validation_failed`, or `None`."""
+    if response.status_code != 400:
+        return None
+    try:
+        problem = response.json()
+    except ValueError:
+        return None
+    errors = problem.get("errors") if isinstance(problem, dict) else None
+    if problem.get("code") != "validation_failed" or not isinstance(errors, dict) or not errors:
+        return None
+    found = []
+    for field, messages in errors.items():
+        for message in messages:
+            entry = next((a for a in ALLOWED if a.covers(operation, field, message)), None)
+            if entry is None:
+                return None
+            found.append(entry)
+    return found
+
+
+def _body_valid_after_all(case) -> bool:
+    """Whether a case meant to be invalid only in its body sent a body that its schema,
+    evaluated exactly, accepts (see the module doc, 3)."""
+    meta = case.meta
+    if meta is None or not meta.is_negative_at(ParameterLocation.BODY):
+        return False
+    if any(
+        meta.is_negative_at(location)
+        for location in ParameterLocation
+        if location != ParameterLocation.BODY
+    ):
+        return False
+    for body in case.operation.body:
+        if body.media_type == case.media_type:
+            exact = jsonschema_rs.validator_for(body.resolved_schema, validate_formats=True)
+            return exact.is_valid(case.body)
+    return False
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response) -> bool:
+    """Keeps every failure but a schema-valid request refused only for listed reasons, and
+    an "invalid" body that is valid once `\p{...}` is read exactly."""
+    if isinstance(failure, AcceptedNegativeData) and _body_valid_after_all(case):
+        _used["any body: valid once \\p{Alpha} is read with full Unicode (not a failure)"] += 1
+        return False
+    if not isinstance(failure, RejectedPositiveData):
+        return True
+    excuses = _excuses(case.operation.label, response)
+    if excuses is None:
+        return True
+    for entry in excuses:
+        _used[f"{entry.operation} {entry.field}: {entry.reason}"] += 1
+    return False
+
+
+@schemathesis.hook
+def map_case(context, case):
+    """In positive cases, the confirmation repeats the password (see the module doc)."""
+    pair = CONFIRMED.get(case.operation.label)
+    meta = case.meta
+    if (
+        pair is not None
+        and meta is not None
+        and meta.generation.mode.is_positive
+        and isinstance(case.body, dict)
+        and isinstance(case.body.get(pair[0]), str)
+        and pair[1] in case.body
+    ):
+        case.body[pair[1]] = case.body[pair[0]]
+    return case
+
+
+STAFF_ID = os.environ.get("LATCHKEY_ST_STAFF_ID")
+NOBODY = "00000000-0000-0000-0000-000000000000"
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs) -> None:
+    """The run's own credentials stay alive (see the module doc)."""
+    params = case.path_parameters
+    if case.operation.label == "DELETE /users/{id}" and params and params.get("id") == STAFF_ID:
+        params["id"] = NOBODY
+
+
+@atexit.register
+def _report() -> None:
+    path = os.environ.get("LATCHKEY_ST_EXCUSED")
+    if path:
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump({"used": dict(_used), "listed": len(ALLOWED)}, out, indent=1)
