@@ -28,7 +28,7 @@ fn read_all(spec: &'static BodySpec, map: Map<String, Value>) -> Result<Vec<Stri
             (Kind::Text(_), true) => strings.extend(f.required_str(field.name)),
             (Kind::Text(_), false) => strings.extend(f.optional_str(field.name)),
             (Kind::Bool, _) => drop(f.optional_bool(field.name)),
-            (Kind::TextList(_), _) => {
+            (Kind::TextList { .. }, _) => {
                 let list = f.optional_list(field.name, |s| Ok::<_, Vec<String>>(s.to_owned()));
                 strings.extend(list.into_iter().flatten());
             }
