@@ -9,9 +9,11 @@ Two things no JSON Schema can state, and how the run deals with each:
 
 2. Rejections that depend on data the schema cannot know: a wrong current password, an
    unknown uid or token, a common password, similarity to the username, an unknown group,
-   a staff member changing their own flags. `ALLOWED` lists each one: the operation, the
-   field and the message of latchkey's 400 `validation_failed` (exact, or a regular
-   expression where the message names the value), and why no schema can state it. A "schema-valid request rejected" failure is dropped only when *every*
+   a staff member changing their own flags, a name that is valid as sent but not once
+   NFKC-normalised (JSON Schema has no normalisation). `ALLOWED` lists each one: the
+   operation, the field and the message of latchkey's 400 `validation_failed` (exact, or
+   a regular expression where the message names the value), why no schema can state it,
+   and where the cause can be seen in the request, the test that it is there. A "schema-valid request rejected" failure is dropped only when *every*
    field error of the response is listed for that operation; anything else still fails.
    The run writes how often each entry was used to $LATCHKEY_ST_EXCUSED (JSON), which
    the CI script prints, so an entry that stops being needed shows up as unused.
@@ -37,7 +39,9 @@ import atexit
 import json
 import os
 import re
+import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jsonschema_rs
@@ -58,6 +62,11 @@ UNKNOWN_UID = "Invalid user id or user doesn't exist."
 BAD_LINK_TOKEN = "Invalid or expired token."
 TOO_COMMON = "This password is too common."
 TOO_SIMILAR = "The password is too similar to the username or email."
+BAD_USERNAME = ("Enter a valid username. This value may contain only letters, numbers, "
+                "and @/./+/-/_ characters.")
+BAD_GROUP_NAME = ("Enter a valid group name. This value may contain only letters, numbers, "
+                  "and _/./-/@/+/: characters.")
+TOO_LONG = re.compile(r"Ensure this field has no more than \d+ characters\.")
 
 
 @dataclass(frozen=True)
@@ -66,13 +75,55 @@ class Allowed:
     field: str
     message: str | re.Pattern[str]
     reason: str
+    when: Callable[[object], bool] | None = None
 
-    def covers(self, operation: str, field: str, message: str) -> bool:
-        if (self.operation, self.field) != (operation, field):
+    def covers(self, case, field: str, message: str) -> bool:
+        if (self.operation, self.field) != (case.operation.label, field):
             return False
         if isinstance(self.message, re.Pattern):
-            return self.message.fullmatch(message) is not None
-        return self.message == message
+            matches = self.message.fullmatch(message) is not None
+        else:
+            matches = self.message == message
+        return matches and (self.when is None or self.when(case))
+
+
+def _body_schema(case) -> dict | None:
+    for body in case.operation.body:
+        if body.media_type == case.media_type:
+            return body.resolved_schema
+    return None
+
+
+def _changed_by_nfkc(field: str) -> Callable[[object], bool]:
+    """Whether a string at `field` (or in the list there) is valid as sent and invalid once
+    NFKC-normalised, as latchkey normalises names before checking them: `ŀ` is a letter,
+    its normal form `l·` holds a middle dot; `ǆ` is one character, `dž` two."""
+
+    def test(case) -> bool:
+        schema = _body_schema(case)
+        if schema is None or not isinstance(case.body, dict):
+            return False
+        field_schema = schema.get("properties", {}).get(field, {})
+        field_schema = field_schema.get("items", field_schema)
+        check = jsonschema_rs.validator_for(field_schema)
+        value = case.body.get(field)
+        values = value if isinstance(value, list) else [value]
+        return any(
+            isinstance(v, str)
+            and check.is_valid(v)
+            and not check.is_valid(unicodedata.normalize("NFKC", v))
+            for v in values
+        )
+
+    return test
+
+
+def _normalised_names(operation: str, field: str, invalid: str) -> list[Allowed]:
+    reason = "valid as sent, not once NFKC-normalised (JSON Schema has no normalisation)"
+    return [
+        Allowed(operation, field, invalid, reason, _changed_by_nfkc(field)),
+        Allowed(operation, field, TOO_LONG, reason, _changed_by_nfkc(field)),
+    ]
 
 
 def _new_password(operation: str, field: str) -> list[Allowed]:
@@ -104,6 +155,9 @@ ALLOWED: list[Allowed] = [
             "an unknown group name"),
     Allowed("PATCH /users/{id}", "groups", re.compile(r"Object with name=.+ does not exist\."),
             "an unknown group name"),
+    *_normalised_names("POST /auth/register", "username", BAD_USERNAME),
+    *_normalised_names("POST /groups", "name", BAD_GROUP_NAME),
+    *_normalised_names("PATCH /users/{id}", "groups", BAD_GROUP_NAME),
     # The same body is fine for another user: the rule is about who calls.
     Allowed("PATCH /users/{id}", "is_active", "You cannot deactivate your own account.",
             "depends on whether {id} is the caller"),
@@ -114,7 +168,7 @@ ALLOWED: list[Allowed] = [
 _used: Counter[str] = Counter()
 
 
-def _excuses(operation: str, response) -> list[Allowed] | None:
+def _excuses(case, response) -> list[Allowed] | None:
     """The entries covering every field error of a 400 `validation_failed`, or `None`."""
     if response.status_code != 400:
         return None
@@ -128,7 +182,7 @@ def _excuses(operation: str, response) -> list[Allowed] | None:
     found = []
     for field, messages in errors.items():
         for message in messages:
-            entry = next((a for a in ALLOWED if a.covers(operation, field, message)), None)
+            entry = next((a for a in ALLOWED if a.covers(case, field, message)), None)
             if entry is None:
                 return None
             found.append(entry)
@@ -147,11 +201,10 @@ def _body_valid_after_all(case) -> bool:
         if location != ParameterLocation.BODY
     ):
         return False
-    for body in case.operation.body:
-        if body.media_type == case.media_type:
-            exact = jsonschema_rs.validator_for(body.resolved_schema, validate_formats=True)
-            return exact.is_valid(case.body)
-    return False
+    schema = _body_schema(case)
+    if schema is None:
+        return False
+    return jsonschema_rs.validator_for(schema, validate_formats=True).is_valid(case.body)
 
 
 @schemathesis.hook
@@ -163,7 +216,7 @@ def filter_failure(context, failure, case, response) -> bool:
         return False
     if not isinstance(failure, RejectedPositiveData):
         return True
-    excuses = _excuses(case.operation.label, response)
+    excuses = _excuses(case, response)
     if excuses is None:
         return True
     for entry in excuses:
