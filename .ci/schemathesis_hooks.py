@@ -118,6 +118,17 @@ def _changed_by_nfkc(field: str) -> Callable[[object], bool]:
     return test
 
 
+def _claims(case):
+    return case.body.get("claims") if isinstance(case.body, dict) else None
+
+
+def _claims_over_4_kib(case) -> bool:
+    """As latchkey measures it: compact JSON, UTF-8."""
+    claims = _claims(case)
+    compact = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
+    return isinstance(claims, dict) and len(compact) > 4096
+
+
 def _normalised_names(operation: str, field: str, invalid: str) -> list[Allowed]:
     reason = "valid as sent, not once NFKC-normalised (JSON Schema has no normalisation)"
     return [
@@ -158,6 +169,11 @@ ALLOWED: list[Allowed] = [
     *_normalised_names("POST /auth/register", "username", BAD_USERNAME),
     *_normalised_names("POST /groups", "name", BAD_GROUP_NAME),
     *_normalised_names("PATCH /users/{id}", "groups", BAD_GROUP_NAME),
+    # Custom claims: their size in bytes.
+    Allowed("PATCH /users/{id}", "claims",
+            re.compile(r"Ensure the claims object is at most 4096 bytes as JSON \(it is \d+\)\."),
+            "the size of the serialized object: no JSON Schema keyword measures bytes",
+            _claims_over_4_kib),
     # The same body is fine for another user: the rule is about who calls.
     Allowed("PATCH /users/{id}", "is_active", "You cannot deactivate your own account.",
             "depends on whether {id} is the caller"),

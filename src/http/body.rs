@@ -10,8 +10,8 @@ use serde_json::json;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::schema::{
-    AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, ArrayItems, ObjectBuilder,
-    Schema, SchemaFormat, Type,
+    AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, ArrayItems, ObjectBuilder, Ref,
+    Schema, SchemaFormat, SchemaType, Type,
 };
 
 /// A JSON object body: its fields, and the groups of which at least one must be present.
@@ -44,10 +44,13 @@ pub enum Kind {
         max_items: usize,
     },
     /// A JSON object, at most `max_bytes` once serialized, whose keys are none of
-    /// `reserved` (stated here, refused by the domain type that owns the list).
+    /// `reserved` and hold no `names` character, and whose values hold no U+0000 at any
+    /// depth ([`NUL_FREE_JSON`]); all stated here, refused by the domain type that owns
+    /// the rules.
     Object {
         max_bytes: usize,
         reserved: &'static [&'static str],
+        names: Refused,
     },
 }
 
@@ -270,21 +273,66 @@ impl FieldSpec {
                     .description(Some(self.description))
                     .build(),
             ),
-            Kind::Object { reserved, .. } => {
+            Kind::Object {
+                reserved, names, ..
+            } => {
                 // `{"not": {"enum": [...]}}`: utoipa has no `not` keyword, so it goes in
                 // through the (unprefixed, flattened) extensions.
                 let not: Extensions = [("not", json!({ "enum": reserved }))].into_iter().collect();
-                let names = ObjectBuilder::new().extensions(Some(not));
+                let names = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(names.pattern()))
+                    .extensions(Some(not));
                 Schema::Object(
                     ObjectBuilder::new()
                         .schema_type(Type::Object)
                         .property_names(Some(names))
+                        .additional_properties(Some(AdditionalProperties::RefOr(
+                            nul_free_json_ref(),
+                        )))
                         .description(Some(self.description))
                         .build(),
                 )
             }
         }
     }
+}
+
+/// The component of any JSON value without U+0000, in strings or keys, at any depth:
+/// recursive, as only a recursive schema can say "anywhere inside".
+pub const NUL_FREE_JSON: &str = "NulFreeJson";
+
+fn nul_free_json_ref() -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(NUL_FREE_JSON))
+}
+
+/// The components the body schemas refer to, beside the bodies themselves.
+pub fn components() -> Vec<(String, RefOr<Schema>)> {
+    let text = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(Refused::Nul.pattern()))
+    };
+    let scalar = ObjectBuilder::new().schema_type(SchemaType::from_iter([
+        Type::Number,
+        Type::Boolean,
+        Type::Null,
+    ]));
+    let list = ArrayBuilder::new().items(ArrayItems::RefOrSchema(Box::new(nul_free_json_ref())));
+    let object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(text()))
+        .additional_properties(Some(AdditionalProperties::RefOr(nul_free_json_ref())));
+    let any = AnyOfBuilder::new()
+        .item(text())
+        .item(scalar)
+        .item(list)
+        .item(object)
+        .description(Some(
+            "Any JSON value without U+0000 in a string or a key, at any depth.",
+        ))
+        .build();
+    vec![(NUL_FREE_JSON.to_owned(), RefOr::T(Schema::AnyOf(any)))]
 }
 
 /// The bounds shared by several bodies, from the limits the domain types enforce.

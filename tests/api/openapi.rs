@@ -383,7 +383,20 @@ async fn request_schemas_state_what_the_parsers_refuse(backend: Backend) {
     assert_eq!(pattern("VerifyRequest", "token"), jwt);
     // Lists have a length, claims have names they may not use.
     assert_eq!(schema("StaffUserUpdate", "groups")["maxItems"], 32);
-    let reserved = &schema("StaffUserUpdate", "claims")["propertyNames"]["not"]["enum"];
+    // Claims hold no NUL at any depth: a recursive schema.
+    let claims = schema("StaffUserUpdate", "claims");
+    assert_eq!(
+        claims["additionalProperties"]["$ref"],
+        "#/components/schemas/NulFreeJson"
+    );
+    let nul_free = doc["components"]["schemas"]["NulFreeJson"]["anyOf"].to_string();
+    assert!(
+        nul_free.contains(r##""$ref":"#/components/schemas/NulFreeJson""##),
+        "{nul_free}"
+    );
+    let names = &claims["propertyNames"];
+    assert_eq!(names["pattern"], r"^[^\x00-\x1F\x7F-\x9F]*$");
+    let reserved = &names["not"]["enum"];
     assert!(
         reserved
             .as_array()

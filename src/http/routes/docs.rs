@@ -49,6 +49,7 @@ fn operations(ctx: &SchemaContext) -> Document {
         route.schemas(&mut schemas);
         paths.add_path_operation(&route.path, vec![route.http_method()], operation);
     }
+    schemas.extend(crate::http::body::components());
     let mut components = Components::new();
     components.schemas.extend(schemas);
     OpenApiBuilder::new()

@@ -14,7 +14,7 @@ use crate::db::models::users::{User, UserChanges};
 use crate::domain::{
     CLAIMS_MAX_BYTES, CustomClaims, GroupName, RESERVED_CLAIMS, UserId, check_bio, check_name,
 };
-use crate::http::body::{BodySpec, Kind, bounds, optional};
+use crate::http::body::{BodySpec, Kind, Refused, bounds, optional};
 use crate::http::error::ProblemCode as Code;
 use crate::http::error::{ApiError, FieldErrors};
 use crate::http::extractors::StaffUser;
@@ -60,6 +60,7 @@ const STAFF_UPDATE: BodySpec = BodySpec {
             Kind::Object {
                 max_bytes: CLAIMS_MAX_BYTES,
                 reserved: RESERVED_CLAIMS,
+                names: Refused::Controls,
             },
             "Replaces the custom claims merged into access tokens: at most 4 KiB as JSON, no reserved claim names.",
         ),
