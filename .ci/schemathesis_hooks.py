@@ -1,6 +1,6 @@
-"""Schemathesis hooks for `.ci/schemathesis`: what a schema cannot say, said once, by name.
+r"""Schemathesis hooks for `.ci/schemathesis`: what a schema cannot say, said once, by name.
 
-Two things no JSON Schema can state, and how the run deals with each:
+What no JSON Schema can state, or Schemathesis cannot read, and how the run deals with it:
 
 1. Two fields that must be equal (a new password and its confirmation): JSON Schema has
    no `$data`. `map_case` copies the password into its confirmation in *positive* cases
@@ -10,11 +10,13 @@ Two things no JSON Schema can state, and how the run deals with each:
 2. Rejections that depend on data the schema cannot know: a wrong current password, an
    unknown uid or token, a common password, similarity to the username, an unknown group,
    a staff member changing their own flags, a name that is valid as sent but not once
-   NFKC-normalised (JSON Schema has no normalisation). `ALLOWED` lists each one: the
-   operation, the field and the message of latchkey's 400 `validation_failed` (exact, or
-   a regular expression where the message names the value), why no schema can state it,
-   and where the cause can be seen in the request, the test that it is there. A "schema-valid request rejected" failure is dropped only when *every*
-   field error of the response is listed for that operation; anything else still fails.
+   NFKC-normalised (JSON Schema has no normalisation), claims over 4 KiB as JSON. `ALLOWED`
+   lists each one: the operation, the field and the message of latchkey's 400
+   `validation_failed` (exact, or a regular expression where the message names the
+   value), why no schema can state it, and, where the cause shows in the request, a test
+   that it is there. A "schema-valid request rejected" failure is dropped only when
+   *every* field error of the response is listed for that operation; anything else
+   still fails.
    The run writes how often each entry was used to $LATCHKEY_ST_EXCUSED (JSON), which
    the CI script prints, so an entry that stops being needed shows up as unused.
 
@@ -226,7 +228,7 @@ def _body_valid_after_all(case) -> bool:
 @schemathesis.hook
 def filter_failure(context, failure, case, response) -> bool:
     """Keeps every failure but a schema-valid request refused only for listed reasons, and
-    an "invalid" body that is valid once `\p{...}` is read exactly."""
+    an "invalid" body that is valid once `\\p{...}` is read exactly."""
     if isinstance(failure, AcceptedNegativeData) and _body_valid_after_all(case):
         _used["any body: valid once \\p{Alpha} is read with full Unicode (not a failure)"] += 1
         return False
