@@ -374,10 +374,13 @@ pub mod bounds {
     /// Most groups one user can be given at once. Every group name rides in each of the
     /// user's access tokens, which must stay well inside [`JWT`]'s bound.
     pub const GROUPS_MAX_ITEMS: usize = 32;
-    /// A JWT: header, claims (custom claims up to 4 KiB) and signature, each base64url
-    /// without padding, as every token latchkey issues; anything else fails verification.
+    /// A JWT: header, claims and signature, each base64url without padding, as every
+    /// token latchkey issues; anything else fails verification. The bound is the largest
+    /// access token latchkey can issue, with room to spare: 4 KiB of custom claims,
+    /// [`GROUPS_MAX_ITEMS`] group names of 150 four-byte characters, a 150-character
+    /// username and a 254-byte email come to about 25 KB of claims, 33 KB as base64url.
     pub const JWT: Text =
-        text(16 * 1024).pattern(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$");
+        text(48 * 1024).pattern(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$");
     /// The `uid` of an emailed link: base64url of a hyphenated UUID (48 characters).
     pub const UID: Text = text(64);
     /// The `token` of an emailed link: a timestamp and a base64url HMAC.
