@@ -108,13 +108,20 @@ impl RouteLimits {
     }
 
     /// The limit of the route that will serve `req`; an unknown path or method (a 404 or
-    /// 405) counts as an ordinary request.
+    /// 405) counts as an ordinary request. Worked out once per request (each scope's
+    /// governor asks) and then kept with it, like the [`Caller`].
     fn of(&self, req: &ServiceRequest) -> Limit {
+        if let Some(limit) = req.extensions().get::<Limit>() {
+            return *limit;
+        }
         let path = req.match_info().as_str();
-        self.0
+        let limit = self
+            .0
             .iter()
             .find(|(def, method, _)| method == req.method() && def.is_match(path))
-            .map_or(Limit::Caller, |(_, _, limit)| *limit)
+            .map_or(Limit::Caller, |(_, _, limit)| *limit);
+        req.extensions_mut().insert(limit);
+        limit
     }
 }
 

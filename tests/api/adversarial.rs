@@ -114,6 +114,18 @@ async fn encoded_paths_stay_in_the_login_scope(backend: Backend) {
             .expect("request");
         assert_problem(resp, 401, "invalid_credentials").await;
     }
+    // Spellings the router does not take reach no handler at all: nothing to throttle.
+    for path in [
+        "/auth/login/",
+        "//auth/login",
+        "/auth//login",
+        "/auth/login%2F",
+    ] {
+        let resp = app
+            .post_json(path, &json!({"username": "x", "password": "x"}))
+            .await;
+        assert_problem(resp, 404, "not_found").await;
+    }
     let encoded = [
         "/auth/l%6Fgin",
         "/auth/regist%65r",
