@@ -143,6 +143,7 @@ fn cors(origins: &[String]) -> Cors {
     cors.allowed_methods(["GET", "POST", "PATCH", "DELETE"])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .allowed_header("x-request-id")
+        .allowed_header(crate::http::browser::TRANSPORT_HEADER)
         .expose_headers([
             "retry-after",
             "x-ratelimit-limit",

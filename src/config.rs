@@ -29,6 +29,7 @@ pub struct Settings {
     pub email: EmailSettings,
     pub throttle: ThrottleSettings,
     pub cors: CorsSettings,
+    pub cookies: CookieSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,6 +280,80 @@ pub struct CorsSettings {
     pub allowed_origins: Vec<String>,
 }
 
+/// The refresh cookie of browser sessions (API.md "Browser sessions"). It is always
+/// `HttpOnly` and `Secure`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CookieSettings {
+    pub name: String,
+    pub path: String,
+    /// Unset: a host-only cookie (the safest: no sibling host receives it).
+    pub domain: Option<String>,
+    pub same_site: SameSite,
+}
+
+impl Default for CookieSettings {
+    fn default() -> Self {
+        Self {
+            name: "latchkey_refresh".into(),
+            path: "/auth".into(),
+            domain: None,
+            same_site: SameSite::Strict,
+        }
+    }
+}
+
+/// The paths the refresh cookie must reach: a cookie whose `Path` misses one of them
+/// would be set and never come back.
+const COOKIE_PATHS: [&str; 2] = ["/auth/token/refresh", "/auth/logout"];
+
+impl CookieSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("`cookies.{key}`: {why}")));
+        // RFC 6265 §4.1.1: a cookie name is an RFC 2616 token.
+        let token = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+        if self.name.is_empty() || !self.name.chars().all(token) {
+            return fail(
+                "name",
+                "must be a non-empty token (letters, digits, `!#$%&'*+-.^_`|~`)",
+            );
+        }
+        let covers = |path: &str| {
+            let prefix = self.path.trim_end_matches('/');
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        let path_ok = self.path.starts_with('/')
+            && self.path.chars().all(|c| c.is_ascii_graphic() && c != ';')
+            && COOKIE_PATHS.iter().all(|p| covers(p));
+        if !path_ok {
+            return fail(
+                "path",
+                "must be a path that covers /auth/token/refresh and /auth/logout (`/auth` or `/`)",
+            );
+        }
+        let domain_ok = |d: &String| {
+            !d.is_empty()
+                && d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        };
+        if self.domain.as_ref().is_some_and(|d| !domain_ok(d)) {
+            return fail("domain", "must be a host name such as `example.com`");
+        }
+        Ok(())
+    }
+}
+
+/// The refresh cookie's `SameSite` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    Strict,
+    Lax,
+    /// Only where the app and latchkey are on different sites; `Secure` is set anyway.
+    None,
+}
+
 /// A request rate such as `60/minute`: up to `count` requests at once, refilled evenly
 /// over the unit (a token bucket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,7 +543,7 @@ impl Settings {
         }
         crate::db::DatabaseUrl::parse(self.database.url.expose())
             .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
-        Ok(())
+        self.cookies.check()
     }
 
     /// Every duration setting with the values it may take. The maxima are what a careful
@@ -515,6 +590,22 @@ impl Settings {
             .issuer
             .clone()
             .unwrap_or_else(|| self.public_url().to_owned())
+    }
+
+    /// The origin (RFC 6454) of `server.public_url` as a browser sends it in `Origin`:
+    /// scheme and host lower-cased, the port only when it is not the scheme's default.
+    pub fn public_origin(&self) -> String {
+        let url = self.public_url();
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+        let scheme = scheme.to_ascii_lowercase();
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        let host = host.to_ascii_lowercase();
+        let default_port = if scheme == "https" { ":443" } else { ":80" };
+        let host = host.strip_suffix(default_port).unwrap_or(&host);
+        format!("{scheme}://{host}")
     }
 
     /// The public URL without a trailing slash, ready to have paths appended.
@@ -627,6 +718,52 @@ mod list {
 mod tests {
     use super::*;
     use figment::Jail;
+
+    #[test]
+    fn the_public_origin_is_what_a_browser_sends() {
+        let origin = |url: &str| {
+            let mut s = Settings::default();
+            s.server.public_url = url.into();
+            s.public_origin()
+        };
+        assert_eq!(origin("http://127.0.0.1:8000"), "http://127.0.0.1:8000");
+        assert_eq!(
+            origin("HTTPS://Auth.Example.COM:443/base/"),
+            "https://auth.example.com"
+        );
+        assert_eq!(origin("http://auth.example:80"), "http://auth.example");
+        assert_eq!(
+            origin("https://auth.example:8443/x?y#z"),
+            "https://auth.example:8443"
+        );
+    }
+
+    #[test]
+    fn the_cookie_must_be_able_to_come_back() {
+        let check = |f: fn(&mut CookieSettings)| {
+            let mut s = Settings::default();
+            f(&mut s.cookies);
+            s.check().map_err(|e| e.to_string())
+        };
+        assert_eq!(check(|_| {}), Ok(()));
+        assert_eq!(check(|c| c.path = "/".into()), Ok(()));
+        assert_eq!(check(|c| c.path = "/auth/".into()), Ok(()));
+        assert_eq!(check(|c| c.domain = Some("example.com".into())), Ok(()));
+        for bad in ["/au", "/auth/token", "auth", "/auth;x", "/authx"] {
+            let mut s = Settings::default();
+            s.cookies.path = bad.into();
+            let err = s.check().expect_err(bad).to_string();
+            assert!(err.contains("`cookies.path`"), "{bad}: {err}");
+        }
+        for bad in ["", "a b", "a;b", "a=b", "é"] {
+            let mut s = Settings::default();
+            s.cookies.name = bad.into();
+            let err = s.check().expect_err(bad).to_string();
+            assert!(err.contains("`cookies.name`"), "{bad:?}: {err}");
+        }
+        let err = check(|c| c.domain = Some("example.com; Secure".into())).expect_err("domain");
+        assert!(err.contains("`cookies.domain`"), "{err}");
+    }
 
     #[test]
     fn env_overrides_nest_and_lists_split_on_commas() {

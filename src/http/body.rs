@@ -222,6 +222,12 @@ pub const fn optional(name: &'static str, kind: Kind, description: &'static str)
 }
 
 impl BodySpec {
+    /// A body of optional fields only may be left out altogether (`POST` with no body is
+    /// `{}`): the refresh cookie stands in for `refresh_token`.
+    pub fn may_be_absent(&self) -> bool {
+        self.one_of.is_empty() && self.fields.iter().all(|f| !f.required)
+    }
+
     pub fn field(&self, name: &str) -> Option<&FieldSpec> {
         self.fields.iter().find(|f| f.name == name)
     }

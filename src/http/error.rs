@@ -32,6 +32,7 @@ pub enum ProblemCode {
     TokenReused,
     AccountInactive,
     PermissionDenied,
+    CsrfFailed,
     NotFound,
     MethodNotAllowed,
     RequestTimeout,
@@ -79,6 +80,7 @@ impl ProblemCode {
                 StatusCode::FORBIDDEN,
                 "Permission denied",
             ),
+            CsrfFailed => ("csrf_failed", StatusCode::FORBIDDEN, "CSRF check failed"),
             NotFound => ("not_found", StatusCode::NOT_FOUND, "Not found"),
             MethodNotAllowed => (
                 "method_not_allowed",
@@ -151,6 +153,9 @@ pub enum ApiError {
     TokenReused,
     #[error("{0}")]
     PermissionDenied(&'static str),
+    /// A request that uses (or asks for) the refresh cookie failed the CSRF rule.
+    #[error("{0}")]
+    CsrfFailed(&'static str),
     #[error("not found")]
     NotFound,
     /// `allow`: the path's methods, for the `Allow` header (RFC 9110 §15.5.6).
@@ -188,6 +193,7 @@ impl ApiError {
             Self::TokenRevoked => P::TokenRevoked,
             Self::TokenReused => P::TokenReused,
             Self::PermissionDenied(_) => P::PermissionDenied,
+            Self::CsrfFailed(_) => P::CsrfFailed,
             Self::NotFound => P::NotFound,
             Self::MethodNotAllowed { .. } => P::MethodNotAllowed,
             Self::Conflict(_) => P::Conflict,

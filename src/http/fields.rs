@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::Method;
+use actix_web::http::{Method, header};
 use actix_web::{FromRequest, HttpRequest, web};
 use serde_json::{Map, Value};
 
@@ -38,11 +38,18 @@ impl FromRequest for JsonBody {
         let spec = req
             .app_data::<BodySpecs>()
             .and_then(|specs| specs.0.get(req.method()).copied());
+        let absent = body_is_absent(req);
         let json = web::Json::<Value>::from_request(req, payload);
         Box::pin(async move {
             let spec = spec.ok_or_else(|| {
                 ApiError::Internal("the route declares no body for this handler".into())
             })?;
+            if absent && spec.may_be_absent() {
+                return Ok(JsonBody {
+                    spec,
+                    map: Map::new(),
+                });
+            }
             // The server's own timeout covers only the request head; a client that stalls
             // mid-body would otherwise hold its connection and a worker's attention forever.
             let json = tokio::time::timeout(BODY_TIMEOUT, json)
@@ -56,7 +63,16 @@ impl FromRequest for JsonBody {
     }
 }
 
-const REQUIRED: &str = "This field is required.";
+/// No body at all: no `Content-Length` (or `0`) and no chunked transfer. A browser's
+/// `fetch` with no body sends `Content-Length: 0`.
+fn body_is_absent(req: &HttpRequest) -> bool {
+    let headers = req.headers();
+    let length = headers.get(header::CONTENT_LENGTH);
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    !chunked && length.is_none_or(|len| len.as_bytes() == b"0")
+}
+
+pub const REQUIRED: &str = "This field is required.";
 
 /// Takes fields out of a JSON object one by one, collecting every problem, then reports
 /// them all at once (and any field the endpoint does not take) as `validation_failed`.
@@ -259,6 +275,13 @@ impl Fields {
         let mut f = Self::new(body);
         let value = f.required_str(field);
         f.finish(|| value)
+    }
+
+    /// The one optional text field of a body that has no other (which may be absent).
+    pub fn only_optional_str(body: JsonBody, field: &str) -> Result<Option<String>, ApiError> {
+        let mut f = Self::new(body);
+        let value = f.optional_str(field);
+        f.finish(|| Some(value))
     }
 
     /// An optional free-text field checked by a domain rule (`check_name`, `check_bio`):

@@ -2,6 +2,7 @@
 
 pub mod account_limit;
 pub mod body;
+pub mod browser;
 mod client_ip;
 pub mod error;
 pub mod extractors;

@@ -7,7 +7,8 @@
 //! `x-problems` (a list of [`ProblemCode`]s). The ones that follow from the operation's
 //! shape are added here, so they cannot be forgotten on one endpoint: a JSON body can be
 //! malformed, too large, too slow or invalid; a Bearer-protected operation can lack or fail its token
-//! (and needs the database to load the user); a throttled path can answer 429; anything
+//! (and needs the database to load the user); an operation that takes `X-Token-Transport`
+//! can fail its CSRF check (and sets the refresh cookie); a throttled path can answer 429; anything
 //! that can fail can fail unexpectedly (500). Each status then becomes one response whose
 //! examples are keyed by `code`.
 
@@ -26,6 +27,7 @@ use utoipa::openapi::server::Server;
 use utoipa::openapi::{Content, OpenApi as Document, RefOr, Response};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::browser::TRANSPORT_HEADER;
 use super::error::ProblemCode;
 
 /// The name of the Bearer security scheme: the route attributes spell it out in
@@ -96,6 +98,9 @@ pub fn document(operations: Document, public_url: &str) -> Result<Document, serd
     for item in doc.paths.paths.values_mut() {
         for operation in operations_mut(item) {
             let codes = problem_codes(operation)?;
+            if takes_token_transport(operation) {
+                add_cookie_headers(operation);
+            }
             add_problem_responses(operation, &codes);
             used.extend(codes);
         }
@@ -190,6 +195,38 @@ fn requires_bearer(operation: &Operation) -> bool {
         .is_some_and(|requirements| requirements.contains(&bearer))
 }
 
+/// Whether `operation` takes `X-Token-Transport`, and so may set the refresh cookie.
+fn takes_token_transport(operation: &Operation) -> bool {
+    operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| matches!(p, RefOr::T(p) if p.name == TRANSPORT_HEADER))
+}
+
+/// `Set-Cookie` on the success responses of an operation that takes `X-Token-Transport`.
+fn add_cookie_headers(operation: &mut Operation) {
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        let about = match status.as_str() {
+            "204" => "When the refresh cookie was used: the cookie cleared (`Max-Age=0`).",
+            s if s.starts_with('2') => {
+                "With `X-Token-Transport: cookie`: the refresh cookie (`HttpOnly; Secure; \
+                 SameSite`, `Path` and `Domain` from `cookies.*`, `Max-Age` the refresh \
+                 token's lifetime); `refresh_token` is then not in the body."
+            }
+            _ => continue,
+        };
+        let mut header = Header::new(Object::with_type(Type::String));
+        header.description = Some(about.to_owned());
+        response
+            .headers
+            .insert("Set-Cookie".to_owned(), RefOr::T(header));
+    }
+}
+
 /// The handler's own problems (taken out of the extension, which has done its job) plus
 /// those that follow from the operation's shape.
 fn problem_codes(operation: &mut Operation) -> Result<BTreeSet<ProblemCode>, serde_json::Error> {
@@ -214,6 +251,9 @@ fn problem_codes(operation: &mut Operation) -> Result<BTreeSet<ProblemCode>, ser
             ProblemCode::RequestTimeout,
             ProblemCode::PayloadTooLarge,
         ]);
+    }
+    if takes_token_transport(operation) {
+        codes.insert(ProblemCode::CsrfFailed);
     }
     if requires_bearer(operation) {
         codes.extend([
@@ -374,6 +414,10 @@ impl Documented for ProblemCode {
             PermissionDenied => About {
                 when: "the caller is not staff, or the change would leave no active staff user.",
                 detail: "staff only",
+            },
+            CsrfFailed => About {
+                when: "the refresh cookie was sent without `X-Token-Transport: cookie`, or `X-Token-Transport: cookie` came from an `Origin` that is neither `server.public_url`'s nor in `cors.allowed_origins`. Nothing was rotated or revoked.",
+                detail: "the refresh cookie is only used with `X-Token-Transport: cookie`",
             },
             NotFound => About {
                 when: "no such resource (or page).",

@@ -247,7 +247,7 @@ fn pair(
     }
     Ok(TokenPair {
         access_token,
-        refresh_token,
+        refresh_token: Some(refresh_token),
         token_type: "Bearer",
         expires_in: state.tokens.access_ttl.as_secs(),
         refresh_expires_in: state.tokens.refresh_ttl.as_secs(),

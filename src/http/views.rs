@@ -67,7 +67,10 @@ fn utc(at: NaiveDateTime) -> DateTime<Utc> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
-    pub refresh_token: String,
+    /// Absent when the request asked for `X-Token-Transport: cookie`: the refresh token
+    /// is then in the `Set-Cookie` header only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// Always `Bearer`.
     #[schema(example = "Bearer")]
     pub token_type: &'static str,

@@ -35,6 +35,7 @@ mod ops_helpers;
 
 mod admin_users;
 mod adversarial;
+mod browser_sessions;
 mod cors;
 mod errors;
 mod flush_expired;

@@ -10,6 +10,7 @@ dual_backend_tests!(
     document_lists_every_route_and_nothing_else,
     errors_are_problems,
     protected_operations_declare_bearer,
+    browser_sessions_are_documented,
     every_reference_resolves,
     request_schemas_state_what_the_parsers_refuse,
     reference_page_shows_every_path,
@@ -40,6 +41,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/groups"),
     ("delete", "/groups/{name}"),
     ("get", "/.well-known/jwks.json"),
+    ("get", "/sdk/latchkey.js"),
     ("get", "/.well-known/openid-configuration"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -272,6 +274,49 @@ async fn errors_are_problems(backend: Backend) {
             .is_none(),
         "probes are never throttled"
     );
+}
+
+/// The operations that answer with a token pair, and refresh and logout, which read the
+/// refresh cookie (API.md "Browser sessions").
+const TOKEN_TRANSPORT: &[(&str, &str)] = &[
+    ("post", "/auth/register"),
+    ("post", "/auth/activate"),
+    ("post", "/auth/login"),
+    ("post", "/auth/token/refresh"),
+    ("post", "/auth/logout"),
+    ("post", "/users/me/password"),
+];
+
+async fn browser_sessions_are_documented(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc = document(&app).await;
+    for (method, path, op) in operations(&doc) {
+        let header = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "X-Token-Transport");
+        let csrf = op["responses"]["403"]["content"]["application/problem+json"]["examples"]
+            .get("csrf_failed");
+        if !TOKEN_TRANSPORT.contains(&(method.as_str(), path.as_str())) {
+            assert!(header.is_none() && csrf.is_none(), "{method} {path}");
+            continue;
+        }
+        let header = header.unwrap_or_else(|| panic!("{method} {path}: no X-Token-Transport"));
+        assert_eq!(header["in"], "header");
+        assert!(csrf.is_some(), "{method} {path}: no 403 csrf_failed");
+        let success = op["responses"]
+            .as_object()
+            .expect("responses")
+            .iter()
+            .find(|(status, _)| status.starts_with('2'))
+            .expect("a success response");
+        assert!(
+            success.1["headers"].get("Set-Cookie").is_some(),
+            "{method} {path}: no Set-Cookie on {}",
+            success.0
+        );
+    }
 }
 
 async fn protected_operations_declare_bearer(backend: Backend) {

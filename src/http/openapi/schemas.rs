@@ -41,6 +41,19 @@ pub struct UserListQuery {
     ordering: Option<String>,
 }
 
+/// The header of browser sessions (API.md "Browser sessions").
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct TokenTransport {
+    /// `cookie`: the refresh token is set as the `HttpOnly; Secure` refresh cookie
+    /// (`cookies.*`) and left out of the body, and a refresh or logout without
+    /// `refresh_token` in the body uses that cookie. Only from `server.public_url`'s origin
+    /// or one of `cors.allowed_origins` (when `Origin` is sent), else 403 `csrf_failed`.
+    /// `body` (the default): the refresh token is in the JSON body.
+    #[param(rename = "X-Token-Transport", pattern = "^(cookie|body)$")]
+    x_token_transport: Option<String>,
+}
+
 /// Any integer of at least 1, without the `int64` format `u64` would get: the parser takes
 /// integers of any size (`PageRequest::accept`).
 fn positive_integer(default: u64) -> Object {

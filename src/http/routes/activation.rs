@@ -13,10 +13,11 @@ use crate::auth::account_tokens::{Binding, Purpose};
 use crate::db::models::users::User;
 use crate::domain::{Email, UserId};
 use crate::http::body::{BodySpec, Kind, bounds, required};
+use crate::http::browser::Transport;
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
 use crate::http::fields::{Fields, JsonBody};
-use crate::http::openapi::schemas::{Activated, Empty};
+use crate::http::openapi::schemas::{Activated, Empty, TokenTransport};
 use crate::http::state::AppState;
 use crate::http::views::UserView;
 use crate::http::{mailing, session};
@@ -110,9 +111,17 @@ pub(super) async fn user_for_token(
                        user still waiting for approval.",
         body = Activated,
     )),
-    extensions(("x-problems" = json!([Code::AccountInactive, Code::ServiceUnavailable]))),
+    params(TokenTransport),
+    extensions(("x-problems" = json!([
+        Code::AccountInactive,
+        Code::ServiceUnavailable,
+    ]))),
 )]
-async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+async fn activate(
+    state: web::Data<AppState>,
+    transport: Transport,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     let mut f = Fields::new(body);
     let uid = f.required_str("uid");
     let token = f.required_str("token");
@@ -131,7 +140,8 @@ async fn activate(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
             .json(json!({"user": UserView::new(&user, vec![]), "approval_required": true})));
     }
     // Refused as `account_inactive` if staff disabled the account.
-    Ok(HttpResponse::Ok().json(session::open(&state, &user, true).await?))
+    let pair = session::open(&state, &user, true).await?;
+    Ok(transport.respond(HttpResponse::Ok(), pair, &state.settings.cookies))
 }
 
 /// 202 `{}` whatever the address: known, unknown, active or not (no enumeration); an

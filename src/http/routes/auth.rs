@@ -1,23 +1,24 @@
 //! Registration, login, refresh, verify and logout.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use chrono::Utc;
 use serde_json::json;
 
 use super::Route;
 use crate::auth::account_tokens::Purpose;
-use crate::auth::jwt::TokenType;
+use crate::auth::jwt::{RefreshClaims, TokenType};
 use crate::db::models::db_time;
 use crate::db::models::tokens::{self, Liveness};
 use crate::db::models::users::{NewUser, Taken, User};
 use crate::domain::{Email, Password, UserId, Username, check_bio, check_name};
 use crate::http::account_limit::Account;
 use crate::http::body::{BodySpec, Kind, bounds, optional, required};
+use crate::http::browser::{self, Transport};
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
 use crate::http::extractors::AuthenticatedUser;
-use crate::http::fields::{Fields, JsonBody};
-use crate::http::openapi::schemas::{Registered, Verified};
+use crate::http::fields::{Fields, JsonBody, REQUIRED};
+use crate::http::openapi::schemas::{Registered, TokenTransport, Verified};
 use crate::http::state::AppState;
 use crate::http::views::{TokenPair, UserView};
 use crate::http::{mailing, session};
@@ -77,8 +78,13 @@ const LOGIN: BodySpec = BodySpec {
 
 const REFRESH: BodySpec = BodySpec {
     name: "RefreshTokenRequest",
-    description: "A refresh token.",
-    fields: &[required("refresh_token", Kind::Text(bounds::JWT), "")],
+    description: "A refresh token, in the body or in the refresh cookie (then the body may be \
+                  empty or `{}`, and `X-Token-Transport: cookie` is required).",
+    fields: &[optional(
+        "refresh_token",
+        Kind::Text(bounds::JWT),
+        "Required unless the refresh cookie is sent; wins over the cookie.",
+    )],
     one_of: &[],
 };
 
@@ -168,10 +174,18 @@ fn conflict(taken: Taken) -> ApiError {
                    starts inactive and an activation email is sent; with \
                    `accounts.require_admin_approval` on it then also waits for a staff member. \
                    With neither, the user is logged in at once.",
+    params(TokenTransport),
     responses((status = 201, description = "The account was created.", body = Registered)),
-    extensions(("x-problems" = json!([Code::Conflict, Code::ServiceUnavailable]))),
+    extensions(("x-problems" = json!([
+        Code::Conflict,
+        Code::ServiceUnavailable,
+    ]))),
 )]
-async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+async fn register(
+    state: web::Data<AppState>,
+    transport: Transport,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     let r = Registration::parse(body, &state).await?;
     let (username_key, email_key) = (r.username.key(), r.email.key());
     // Checked before the costly hash; the unique indexes still decide races.
@@ -233,7 +247,8 @@ async fn register(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResp
         let body = json!({"user": UserView::new(&user, vec![]), "approval_required": true});
         return Ok(HttpResponse::Created().json(body));
     }
-    Ok(HttpResponse::Created().json(session::open(&state, &user, true).await?))
+    let pair = session::open(&state, &user, true).await?;
+    Ok(transport.respond(HttpResponse::Created(), pair, &state.settings.cookies))
 }
 
 /// Which account a login names (as given, then as its lookup key).
@@ -252,6 +267,7 @@ enum LoginName {
     description = "Checks `password` against the account named by `username` or `email` \
                    and updates its `last_login`. An unknown user costs as much time as a \
                    wrong password.",
+    params(TokenTransport),
     responses((status = 200, description = "A new session.", body = TokenPair)),
     extensions(("x-problems" = json!([
         Code::InvalidCredentials,
@@ -259,7 +275,11 @@ enum LoginName {
         Code::ServiceUnavailable,
     ]))),
 )]
-async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+async fn login(
+    state: web::Data<AppState>,
+    transport: Transport,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     let mut f = Fields::new(body);
     let username = f.optional_str("username");
     let email = f.optional_str("email");
@@ -300,7 +320,8 @@ async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespons
             user.inactive_reason(verification),
         ));
     }
-    Ok(HttpResponse::Ok().json(session::open(&state, &user, true).await?))
+    let pair = session::open(&state, &user, true).await?;
+    Ok(transport.respond(HttpResponse::Ok(), pair, &state.settings.cookies))
 }
 
 #[utoipa::path(
@@ -313,7 +334,10 @@ async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespons
                    family returned. The token just replaced, presented again within the \
                    grace window (10 s by default), gets the family's current refresh token \
                    (the same string) and a fresh access token; any other reuse revokes the \
-                   whole family (`token_reused`).",
+                   whole family (`token_reused`). Without `refresh_token` in the body, the \
+                   refresh cookie is used (with `X-Token-Transport: cookie`); a failure then \
+                   also clears the cookie.",
+    params(TokenTransport),
     responses((status = 200, description = "The rotated pair.", body = TokenPair)),
     extensions(("x-problems" = json!([
         Code::TokenInvalid,
@@ -322,14 +346,35 @@ async fn login(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespons
         Code::ServiceUnavailable,
     ]))),
 )]
-async fn refresh(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
-    let token = Fields::only_str(body, "refresh_token")?;
-    let verified = state.tokens.verify(&token, Some(TokenType::Refresh))?;
-    let claims = verified
+async fn refresh(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    transport: Transport,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let cookies = &state.settings.cookies;
+    let from_body = Fields::only_optional_str(body, "refresh_token")?;
+    let Some(presented) = browser::presented(&req, transport, from_body, cookies)? else {
+        return Err(match transport {
+            Transport::Cookie => ApiError::TokenInvalid("no refresh token: no cookie".into()),
+            Transport::Body => ApiError::field("refresh_token", vec![REQUIRED.into()]),
+        });
+    };
+    let rotated = async {
+        let claims = refresh_claims(&state, &presented.token)?;
+        let pair = session::rotate(&state, &claims.sub, &claims.fam, &claims.jti).await?;
+        Ok(transport.respond(HttpResponse::Ok(), pair, cookies))
+    };
+    browser::clearing_on_error(rotated.await, &presented, cookies)
+}
+
+/// The claims of a refresh token whose signature and lifetime check out.
+fn refresh_claims(state: &AppState, token: &str) -> Result<RefreshClaims, ApiError> {
+    state
+        .tokens
+        .verify(token, Some(TokenType::Refresh))?
         .refresh()
-        .ok_or_else(|| ApiError::TokenInvalid("refresh token lacks its family".into()))?;
-    Ok(HttpResponse::Ok()
-        .json(session::rotate(&state, &claims.sub, &claims.fam, &claims.jti).await?))
+        .ok_or_else(|| ApiError::TokenInvalid("refresh token lacks its family".into()))
 }
 
 #[utoipa::path(
@@ -384,21 +429,50 @@ async fn verify(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespon
     operation_id = "logout",
     tag = "Login and tokens",
     summary = "Log out one session",
-    description = "Revokes the refresh token's family. Idempotent.",
+    description = "Revokes the refresh token's family. Idempotent. Without `refresh_token` \
+                   in the body, the refresh cookie's family is revoked (with \
+                   `X-Token-Transport: cookie`) and the cookie cleared, also when it holds \
+                   no valid token, and 204 when there is no cookie.",
+    params(TokenTransport),
     responses((status = 204, description = "The session is revoked.")),
-    extensions(("x-problems" = json!([Code::TokenInvalid, Code::ServiceUnavailable]))),
+    extensions(("x-problems" = json!([
+        Code::TokenInvalid,
+        Code::ServiceUnavailable,
+    ]))),
 )]
-async fn logout(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
-    let token = Fields::only_str(body, "refresh_token")?;
-    let verified = state.tokens.verify(&token, Some(TokenType::Refresh))?;
-    let claims = verified
-        .refresh()
-        .ok_or_else(|| ApiError::TokenInvalid("refresh token lacks its family".into()))?;
-    state
-        .db
-        .write(move |conn| tokens::revoke_family(conn, &claims.fam, "logout", Utc::now()))
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    transport: Transport,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let cookies = &state.settings.cookies;
+    let from_body = Fields::only_optional_str(body, "refresh_token")?;
+    let Some(presented) = browser::presented(&req, transport, from_body, cookies)? else {
+        return match transport {
+            // Already logged out in this browser: nothing to revoke, nothing to keep.
+            Transport::Cookie => Ok(browser::clear_cookie(
+                HttpResponse::NoContent().finish(),
+                cookies,
+            )),
+            Transport::Body => Err(ApiError::field("refresh_token", vec![REQUIRED.into()])),
+        };
+    };
+    let revoked = async {
+        let claims = refresh_claims(&state, &presented.token)?;
+        state
+            .db
+            .write(move |conn| tokens::revoke_family(conn, &claims.fam, "logout", Utc::now()))
+            .await?;
+        Ok(HttpResponse::NoContent().finish())
+    };
+    let outcome = revoked.await;
+    if !presented.via_cookie {
+        return outcome;
+    }
+    // Logged out of this browser whatever the token's state: the cookie goes either way.
+    let response = outcome.unwrap_or_else(|e| e.error_response());
+    Ok(browser::clear_cookie(response, cookies))
 }
 
 #[utoipa::path(

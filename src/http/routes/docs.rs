@@ -36,7 +36,11 @@ fn operations(ctx: &SchemaContext) -> Document {
             operation.request_body = Some(RefOr::T(
                 RequestBodyBuilder::new()
                     .content("application/json", content)
-                    .required(Some(Required::True))
+                    .required(Some(if spec.may_be_absent() {
+                        Required::False
+                    } else {
+                        Required::True
+                    }))
                     .build(),
             ));
         }

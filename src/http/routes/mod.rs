@@ -112,6 +112,7 @@ macro_rules! route {
 
 mod activation;
 mod auth;
+mod console;
 mod docs;
 mod groups;
 mod health;
@@ -132,6 +133,7 @@ pub fn all() -> Vec<Route> {
         users_admin::routes(),
         groups::routes(),
         well_known::routes(),
+        console::routes(),
         health::routes(),
         metrics::routes(),
         docs::routes(),

@@ -8,9 +8,11 @@ use crate::db::models::users::{User, UserChanges};
 use crate::domain::{check_bio, check_name};
 use crate::http::account_limit::Account;
 use crate::http::body::{BodySpec, Kind, bounds, optional, required};
+use crate::http::browser::Transport;
 use crate::http::error::ApiError;
 use crate::http::extractors::AuthenticatedUser;
 use crate::http::fields::{Fields, JsonBody};
+use crate::http::openapi::schemas::TokenTransport;
 use crate::http::session;
 use crate::http::state::AppState;
 use crate::http::views::{TokenPair, UserView};
@@ -171,11 +173,13 @@ async fn delete_me(
                    `errors.current_password`). Every other refresh token of the user is \
                    revoked; the caller gets a fresh pair.",
     security(("bearer" = [])),
+    params(TokenTransport),
     responses((status = 200, description = "A fresh session.", body = TokenPair)),
 )]
 async fn change_password(
     state: web::Data<AppState>,
     who: AuthenticatedUser,
+    transport: Transport,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let mut f = Fields::new(body);
@@ -197,5 +201,5 @@ async fn change_password(
             vec!["Password is incorrect.".into()],
         ));
     };
-    Ok(HttpResponse::Ok().json(pair))
+    Ok(transport.respond(HttpResponse::Ok(), pair, &state.settings.cookies))
 }
