@@ -27,6 +27,8 @@ const DEFAULT_MARGIN_SECONDS = 60;
 const STALE_MS = 5_000;
 /** A background refresh that failed for another reason than a 401 is tried again after this. */
 const RETRY_MS = 15_000;
+/** latchkey's answer is awaited this long: a hung refresh must not hold every tab's lock. */
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /** An error answer of latchkey (RFC 9457 problem details), or no answer at all (`status` 0). */
 export class LatchkeyError extends Error {
@@ -423,6 +425,7 @@ export class Latchkey {
   /** A POST to latchkey with the cookie transport; `body` undefined sends no body. */
   async #post(path, body) {
     const init = { method: "POST", credentials: "include", cache: "no-store", headers: { ...TRANSPORT } };
+    if (typeof AbortSignal.timeout === "function") init.signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
