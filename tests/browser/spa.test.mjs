@@ -28,6 +28,7 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 // COMMON.md's flags; playwright-core adds a fresh --user-data-dir.
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const SHOTS = join(ROOT, "target", "browser");
+const SDK_SOURCE = join(ROOT, "src", "console", "assets", "latchkey.js");
 const COOKIE = "latchkey_refresh";
 const STEP_TIMEOUT_MS = 10_000;
 
@@ -278,6 +279,19 @@ step("set-up: latchkey on a free port, the example on two origins, Chromium", as
     throw new Error(`Chromium could not start from ${CHROMIUM} (install Debian's chromium: apt-get install -y chromium): ${err.message}`);
   }
   s.context = await s.browser.newContext({ viewport: { width: 1100, height: 900 } });
+
+  // The client under test is the one latchkey serves; it must be this tree's file (a stale
+  // binary would test an older client). LATCHKEY_SDK_FROM_TREE=1 serves the tree's copy
+  // in its place, to work on the client without rebuilding the server.
+  const sdk = await fetch(`${s.api}/sdk/latchkey.js`);
+  assert.equal(sdk.status, 200, "GET /sdk/latchkey.js");
+  assert.match(sdk.headers.get("content-type") ?? "", /^text\/javascript/, "a JavaScript MIME type (module scripts need one)");
+  const tree = readFileSync(SDK_SOURCE, "utf8");
+  if (process.env.LATCHKEY_SDK_FROM_TREE) {
+    await s.context.route(`${s.api}/sdk/latchkey.js`, async (route) => route.fulfill({ response: await route.fetch(), body: tree }));
+  } else {
+    assert.ok((await sdk.text()) === tree, `${LATCHKEY_BIN} serves another /sdk/latchkey.js than src/console/assets/latchkey.js: rebuild it, or set LATCHKEY_SDK_FROM_TREE=1`);
+  }
   s.tab1 = await newTab("tab1");
 });
 
