@@ -30,6 +30,21 @@ pub struct Settings {
     pub throttle: ThrottleSettings,
     pub cors: CorsSettings,
     pub cookies: CookieSettings,
+    pub console: ConsoleSettings,
+}
+
+/// The web console and the pages behind the email links.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Off: every page answers 404; the API is unchanged.
+    pub enabled: bool,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -339,6 +354,14 @@ impl CookieSettings {
         };
         if self.domain.as_ref().is_some_and(|d| !domain_ok(d)) {
             return fail("domain", "must be a host name such as `example.com`");
+        }
+        // RFC 6265bis §4.1.3.2: browsers drop a `__Host-` cookie with a `Domain` or
+        // another `Path` without a word; the service would set a cookie that never comes.
+        if self.name.starts_with("__Host-") && (self.path != "/" || self.domain.is_some()) {
+            return fail(
+                "name",
+                "a `__Host-` cookie needs `cookies.path = \"/\"` and no `cookies.domain`",
+            );
         }
         Ok(())
     }
@@ -763,6 +786,13 @@ mod tests {
         }
         let err = check(|c| c.domain = Some("example.com; Secure".into())).expect_err("domain");
         assert!(err.contains("`cookies.domain`"), "{err}");
+        let host = |c: &mut CookieSettings| {
+            c.name = "__Host-rt".into();
+            c.path = "/".into();
+        };
+        assert_eq!(check(host), Ok(()));
+        let err = check(|c| c.name = "__Host-rt".into()).expect_err("path /auth");
+        assert!(err.contains("`cookies.name`"), "{err}");
     }
 
     #[test]
