@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 
 use tempfile::TempDir;
 
@@ -168,49 +169,9 @@ fn migrate_then_flush_expired_on_a_fresh_database() {
     assert!(text(&out).contains("deleted 0 expired"), "{}", text(&out));
 }
 
-/// Runs `latchkey serve` on a free port with debug logging and returns the child with its
-/// base URL, read from the "listening" log line.
-fn serve_with_logs(dir: &Path) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
-    use std::io::{BufRead, BufReader};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    cmd.arg("serve")
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (key, _) in
-        std::env::vars().filter(|(k, _)| k.starts_with("LATCHKEY_") || k == "DATABASE_URL")
-    {
-        cmd.env_remove(key);
-    }
-    cmd.envs([
-        ("RUST_LOG", "debug"),
-        ("LATCHKEY_SERVER__BIND", "127.0.0.1:0"),
-        ("LATCHKEY_PASSWORD__BCRYPT_COST", "4"),
-        ("LATCHKEY_ACCOUNTS__REQUIRE_EMAIL_VERIFICATION", "false"),
-    ]);
-    let mut child = cmd.spawn().expect("spawn latchkey serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut seen = String::new();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .expect("read log");
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(rest) = line.split("(port ").nth(1) {
-            break rest.trim_end_matches(')').to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    let rest = std::thread::spawn(move || {
-        lines.map_while(Result::ok).fold(seen, |mut all, line| {
-            all.push_str(&line);
-            all.push('\n');
-            all
-        })
-    });
-    (child, format!("http://127.0.0.1:{port}"), rest)
+/// Runs `latchkey serve` on a free port with debug logging (see [`serve_env`]).
+fn serve_with_logs(dir: &Path) -> (std::process::Child, String, Log) {
+    serve_env(dir, &[("RUST_LOG", "debug")])
 }
 
 #[tokio::test]
@@ -296,11 +257,8 @@ async fn logs_never_contain_passwords_tokens_or_hashes() {
 
 /// Runs `latchkey serve` on a free port with `env` on top of a clean configuration;
 /// returns the child, its base URL (from the "listening … (port N)" line, whatever the
-/// log format) and a thread collecting the whole log.
-fn serve_env(
-    dir: &Path,
-    env: &[(&str, &str)],
-) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+/// log format) and the log as it is collected.
+fn serve_env(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, String, Log) {
     use std::io::{BufRead, BufReader};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     cmd.arg("serve")
@@ -334,14 +292,46 @@ fn serve_env(
                 .collect::<String>();
         }
     };
-    let rest = std::thread::spawn(move || {
-        lines.map_while(Result::ok).fold(seen, |mut all, line| {
+    let text = Arc::new((Mutex::new(seen), Condvar::new()));
+    let shared = Arc::clone(&text);
+    let reader = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let (all, grew) = &*shared;
+            let mut all = all.lock().expect("log lock");
             all.push_str(&line);
             all.push('\n');
-            all
-        })
+            grew.notify_all();
+        }
     });
-    (child, format!("http://127.0.0.1:{port}"), rest)
+    let log = Log { text, reader };
+    (child, format!("http://127.0.0.1:{port}"), log)
+}
+
+/// A server's log, read by a thread while it runs (so it never blocks on a full pipe).
+struct Log {
+    text: Arc<(Mutex<String>, Condvar)>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Log {
+    /// The whole log, once the server has exited.
+    fn join(self) -> std::thread::Result<String> {
+        self.reader.join()?;
+        let (all, _) = &*self.text;
+        Ok(std::mem::take(&mut *all.lock().expect("log lock")))
+    }
+
+    /// The log so far, once a line contains `needle` (woken by each new line, not by
+    /// polling); panics after `timeout`.
+    fn wait_for(&self, needle: &str, timeout: std::time::Duration) -> String {
+        let (all, grew) = &*self.text;
+        let all = all.lock().expect("log lock");
+        let (all, waited) = grew
+            .wait_timeout_while(all, timeout, |all| !all.contains(needle))
+            .expect("log lock");
+        assert!(!waited.timed_out(), "no `{needle}` in the log:\n{all}");
+        all.clone()
+    }
 }
 
 fn sigterm(child: &std::process::Child) {
@@ -723,6 +713,58 @@ async fn file_backend_keeps_messages_private() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(mode(&message), 0o600, "{}", message.display());
+    sigterm(&child);
+    assert!(child.wait().expect("wait").success());
+    drop(log.join());
+}
+
+/// The default (console) email backend shows each message as a person reads it: the
+/// decoded text with every link whole on one line, so it can be copied and works.
+#[tokio::test]
+async fn console_backend_prints_links_whole() {
+    let dir = TempDir::new().expect("tempdir");
+    let verify = [("LATCHKEY_ACCOUNTS__REQUIRE_EMAIL_VERIFICATION", "true")];
+    let (mut child, base, log) = serve_env(dir.path(), &verify);
+    let password = "Violet-Harbor-Quill-42";
+    // A long address makes a long link: the one quoted-printable used to cut in two.
+    let email = format!("{}@example.com", "a".repeat(60));
+    let body = serde_json::json!({"username": "ada", "email": email, "password": password, "password_confirm": password});
+    let http = reqwest::Client::new();
+    let reg = http
+        .post(format!("{base}/auth/register"))
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(reg.status(), 201);
+    let text = log.wait_for("/activate/", std::time::Duration::from_secs(15));
+    assert!(text.contains(&format!("To: {email}")), "{text}");
+    assert!(
+        !text.contains("=\n") && !text.contains("quoted-printable"),
+        "{text}"
+    );
+    let link = text
+        .lines()
+        .find_map(|line| line.split_whitespace().find(|w| w.contains("/activate/")))
+        .expect("the activation link");
+    let rest = link
+        .strip_prefix("http://127.0.0.1:8000/activate/")
+        .unwrap_or_else(|| panic!("link {link}"));
+    let (uid, token) = rest.split_once('/').expect("uid/token");
+
+    // The link as printed activates the account.
+    let resp = http
+        .post(format!("{base}/auth/activate"))
+        .json(&serde_json::json!({"uid": uid, "token": token}))
+        .send()
+        .await
+        .expect("activate");
+    assert_eq!(
+        resp.status(),
+        200,
+        "{link}: {}",
+        resp.text().await.unwrap_or_default()
+    );
     sigterm(&child);
     assert!(child.wait().expect("wait").success());
     drop(log.join());

@@ -72,8 +72,11 @@ impl Mailer {
         let message = self.message(email)?;
         match &self.backend {
             Backend::Console => {
-                let text = String::from_utf8_lossy(&message.formatted()).into_owned();
-                log::info!(target: "latchkey::email", "email (console backend):\n{text}");
+                // For a person at a terminal: the text part as it reads, not the MIME
+                // encoding of it, whose quoted-printable soft breaks cut links in two.
+                log::info!(target: "latchkey::email",
+                    "email (console backend)\nFrom: {}\nTo: {}\nSubject: {}\n\n{}",
+                    self.from, email.to, email.subject, email.text);
                 Ok(())
             }
             Backend::File(dir) => {
