@@ -17,7 +17,7 @@ use diesel::Connection;
 
 use crate::config::Settings;
 use crate::db::models::outbox::{self, NewEmail};
-use crate::db::models::tokens::Issued;
+use crate::db::models::tokens::Opening;
 use crate::db::models::users::{User, UserChanges};
 use crate::db::models::{groups, tokens};
 use crate::db::{DbConnection, DbError};
@@ -42,9 +42,10 @@ impl From<diesel::result::Error> for AccountError {
     }
 }
 
-/// A session to start: its first refresh token and the password hash the request verified.
+/// A session to start: its first refresh token (with where from and how authenticated)
+/// and the password hash the request verified.
 pub struct NewSession<'a> {
-    pub first: Issued<'a>,
+    pub opening: Opening<'a>,
     pub verified_hash: &'a str,
     /// A login moves `last_login`; a password change does not.
     pub touch_login: bool,
@@ -76,7 +77,7 @@ fn start_in(
     new: &NewSession<'_>,
     now: DateTime<Utc>,
 ) -> Result<Result<Started, Refused>, DbError> {
-    let id = new.first.user_id;
+    let id = new.opening.first.user_id;
     let login_at = new.touch_login.then_some(now);
     let Some(user) = User::claim_for_session(conn, id, new.verified_hash, login_at)? else {
         return Ok(Err(match User::find(conn, id)? {
@@ -86,7 +87,7 @@ fn start_in(
             _ => Refused::Credentials,
         }));
     };
-    tokens::start_family(conn, &new.first, now)?;
+    tokens::start_family(conn, &new.opening, now)?;
     let groups = groups::names_of(conn, id)?;
     Ok(Ok((user, groups)))
 }
@@ -98,7 +99,7 @@ pub struct PasswordChange<'a> {
     pub old_hash: &'a str,
     pub new_hash: &'a str,
     pub why: &'static str,
-    pub new_session: Option<Issued<'a>>,
+    pub new_session: Option<Opening<'a>>,
 }
 
 /// Why [`replace_password`] changed nothing.
@@ -142,11 +143,11 @@ pub fn replace_password(
             return Err(Abort::Refused(NotReplaced::Stale));
         }
         tokens::revoke_user_families(conn, id, None, change.why, now)?;
-        let Some(first) = change.new_session else {
+        let Some(opening) = change.new_session else {
             return Ok(None);
         };
         let new = NewSession {
-            first,
+            opening,
             verified_hash: change.new_hash,
             touch_login: false,
         };

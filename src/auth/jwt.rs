@@ -51,6 +51,10 @@ pub struct AccessSubject<'a> {
     pub is_staff: bool,
     pub groups: &'a [String],
     pub custom: &'a Map<String, Value>,
+    /// The session (refresh family) the token belongs to.
+    pub sid: &'a str,
+    /// RFC 8176 method values of the session's login, space-separated (`pwd otp`).
+    pub amr: &'a str,
 }
 
 /// A refresh token's identity: which user, which family, which token.
@@ -223,6 +227,9 @@ impl TokenService {
         claims.insert("email_verified".into(), json!(who.email_verified));
         claims.insert("is_staff".into(), json!(who.is_staff));
         claims.insert("groups".into(), json!(who.groups));
+        claims.insert("sid".into(), json!(who.sid));
+        let amr: Vec<&str> = who.amr.split_whitespace().collect();
+        claims.insert("amr".into(), json!(amr));
         self.sign(TokenType::Access, &claims)
     }
 
@@ -366,6 +373,8 @@ mod tests {
             is_staff: false,
             groups: &[],
             custom,
+            sid: "f1",
+            amr: "pwd otp",
         };
         svc.issue_access(&who, Utc::now()).expect("issue")
     }

@@ -47,6 +47,10 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         revoked_reason -> Nullable<Text>,
         current_issued_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        ip -> Text,
+        user_agent -> Text,
+        amr -> Text,
     }
 }
 

@@ -19,6 +19,8 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "is_staff",
     "groups",
     "fam",
+    "sid",
+    "amr",
 ];
 
 /// Largest custom claims object, serialized: it rides in every access token.

@@ -4,9 +4,77 @@
 //! by the client and prove nothing, so a spoofed header from an untrusted peer changes
 //! nothing, and neither does a forged prefix sent through a trusted one.
 
+use std::future::{Ready, ready};
 use std::net::{IpAddr, SocketAddr};
 
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+
+use super::state::AppState;
 use crate::config::ProxyNet;
+use crate::db::models::tokens::Device;
+
+/// The client address of `req` under the configured trusted proxies.
+pub fn client_ip_of(req: &HttpRequest) -> Option<IpAddr> {
+    let state = req.app_data::<web::Data<AppState>>();
+    let trusted = state.map_or(&[][..], |s| &s.settings.server.trusted_proxies[..]);
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    client_ip(
+        req.peer_addr().map(|a| a.ip().to_canonical()),
+        &forwarded,
+        trusted,
+    )
+}
+
+/// The longest user agent a session keeps (API.md "Sessions").
+const USER_AGENT_MAX_CHARS: usize = 256;
+
+/// Where a request comes from, as the session list shows it: the client address as the
+/// throttle sees it, and the user agent cut to 256 characters.
+#[derive(Debug, Clone)]
+pub struct Client {
+    ip: String,
+    user_agent: String,
+}
+
+impl Client {
+    pub fn of(req: &HttpRequest) -> Self {
+        let ip = client_ip_of(req)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let user_agent = match user_agent.char_indices().nth(USER_AGENT_MAX_CHARS) {
+            Some((end, _)) => user_agent[..end].to_owned(),
+            None => user_agent,
+        };
+        Self { ip, user_agent }
+    }
+
+    pub fn device(&self) -> Device<'_> {
+        Device {
+            ip: &self.ip,
+            user_agent: &self.user_agent,
+        }
+    }
+}
+
+impl FromRequest for Client {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Self::of(req)))
+    }
+}
 
 pub fn client_ip(
     peer: Option<IpAddr>,

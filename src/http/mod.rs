@@ -3,7 +3,7 @@
 pub mod account_limit;
 pub mod body;
 pub mod browser;
-mod client_ip;
+pub mod client_ip;
 pub mod error;
 pub mod extractors;
 pub mod fields;

@@ -8,13 +8,14 @@
 
 use chrono::{DateTime, Utc};
 
+use super::client_ip::Client;
 use super::error::ApiError;
 use super::state::AppState;
 use super::views::{TokenPair, UserView, custom_claims};
 use crate::accounts::{self, NewSession, NotReplaced, PasswordChange, Refused, Started};
 use crate::auth::jwt::{AccessSubject, RefreshClaims, RefreshToken};
 use crate::db::models::groups;
-use crate::db::models::tokens::{self, Issued, RotateRequest, Rotation};
+use crate::db::models::tokens::{self, Issued, Opening, RotateRequest, Rotation};
 use crate::db::models::users::User;
 use crate::domain::Password;
 
@@ -30,6 +31,15 @@ struct Minted {
 }
 
 impl Minted {
+    /// The first token of a new session, used by `client`, after a password login.
+    fn opening<'a>(&'a self, client: &'a Client) -> Opening<'a> {
+        Opening {
+            first: self.issued(),
+            device: client.device(),
+            amr: PASSWORD,
+        }
+    }
+
     fn issued(&self) -> Issued<'_> {
         Issued {
             jti: &self.id.jti,
@@ -72,15 +82,22 @@ fn mint(
 /// now (a login or an activation). If the row changed meanwhile, the request is refused as
 /// the row is now: `invalid_credentials` (password changed, or user deleted) or
 /// `account_inactive`.
-pub async fn open(state: &AppState, user: &User, touch_login: bool) -> Result<TokenPair, ApiError> {
+pub async fn open(
+    state: &AppState,
+    user: &User,
+    touch_login: bool,
+    client: &Client,
+) -> Result<TokenPair, ApiError> {
     let now = Utc::now();
     let (minted, refresh) = mint(state, &user.id, None, now)?;
+    let sid = minted.id.fam.clone();
     let verified_hash = user.password_hash.clone();
+    let client = client.clone();
     let started = state
         .db
         .write(move |conn| {
             let new = NewSession {
-                first: minted.issued(),
+                opening: minted.opening(&client),
                 verified_hash: &verified_hash,
                 touch_login,
             };
@@ -88,7 +105,7 @@ pub async fn open(state: &AppState, user: &User, touch_login: bool) -> Result<To
         })
         .await?;
     match started {
-        Ok((user, groups)) => pair(state, &user, groups, refresh, true),
+        Ok((user, groups)) => pair(state, &user, groups, Fresh::new(refresh, &sid, PASSWORD)),
         Err(refused) => Err(refusal(state, refused)),
     }
 }
@@ -110,6 +127,7 @@ pub async fn rotate(
     user_id: &str,
     family: &str,
     presented_jti: &str,
+    client: &Client,
 ) -> Result<TokenPair, ApiError> {
     let now = Utc::now();
     let (successor, refresh) = mint(state, user_id, Some(family), now)?;
@@ -122,11 +140,13 @@ pub async fn rotate(
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     });
     let presented = presented_jti.to_owned();
+    let client = client.clone();
     let (rotation, found) = state
         .db
         .write(move |conn| {
             let request = RotateRequest {
                 presented_jti: &presented,
+                device: client.device(),
                 now,
                 grace_cutoff,
             };
@@ -144,8 +164,8 @@ pub async fn rotate(
             Err(ApiError::TokenReused)
         }
         (Rotation::Revoked, _) => Err(ApiError::TokenRevoked),
-        (Rotation::Rotated, Some((user, groups))) if user.is_active => {
-            pair(state, &user, groups, refresh, true)
+        (Rotation::Rotated { amr }, Some((user, groups))) if user.is_active => {
+            pair(state, &user, groups, Fresh::new(refresh, family, &amr))
         }
         (Rotation::Converged(live), Some((user, groups))) if user.is_active => {
             let id = RefreshClaims {
@@ -157,7 +177,11 @@ pub async fn rotate(
                 .tokens
                 .reissue_refresh(&id, live.issued_at, live.expires_at)
                 .map_err(signing)?;
-            pair(state, &user, groups, current, false)
+            let again = Fresh {
+                new: false,
+                ..Fresh::new(current, family, &live.amr)
+            };
+            pair(state, &user, groups, again)
         }
         _ => Err(ApiError::TokenInvalid(
             "user no longer exists or is inactive".into(),
@@ -184,10 +208,15 @@ pub async fn change_password(
     state: &AppState,
     user: &User,
     password: &Password,
+    client: &Client,
 ) -> Result<Option<TokenPair>, ApiError> {
     let (minted, refresh) = mint(state, &user.id, None, Utc::now())?;
-    match replace(state, user, password, "password_change", Some(minted)).await? {
-        Ok(Some((user, groups))) => pair(state, &user, groups, refresh, true).map(Some),
+    let sid = minted.id.fam.clone();
+    let new_session = Some((minted, client.clone()));
+    match replace(state, user, password, "password_change", new_session).await? {
+        Ok(Some((user, groups))) => {
+            pair(state, &user, groups, Fresh::new(refresh, &sid, PASSWORD)).map(Some)
+        }
         Ok(None) | Err(NotReplaced::Stale) => Ok(None),
         // Deactivated between the request's authentication and its change.
         Err(NotReplaced::Inactive) => Err(ApiError::TokenInvalid("user is inactive".into())),
@@ -199,7 +228,7 @@ async fn replace(
     user: &User,
     password: &Password,
     why: &'static str,
-    new_session: Option<Minted>,
+    new_session: Option<(Minted, Client)>,
 ) -> Result<Result<Option<Started>, NotReplaced>, ApiError> {
     let new_hash = state.hasher.hash(password).await?;
     let (id, old_hash) = (user.id.clone(), user.password_hash.clone());
@@ -211,21 +240,44 @@ async fn replace(
                 old_hash: &old_hash,
                 new_hash: &new_hash,
                 why,
-                new_session: new_session.as_ref().map(Minted::issued),
+                new_session: new_session
+                    .as_ref()
+                    .map(|(minted, client)| minted.opening(client)),
             };
             accounts::replace_password(conn, &change, Utc::now())
         })
         .await?)
 }
 
-/// The pair for `user`: a fresh access token and `refresh_token`, which is `new` unless
-/// it is a family's live token handed out again.
+/// The `amr` of a session started by a password (RFC 8176).
+const PASSWORD: &str = "pwd";
+
+/// The refresh token of a pair and the session it belongs to.
+struct Fresh<'a> {
+    refresh_token: String,
+    /// `false` when it is a family's live token handed out again (not counted as issued).
+    new: bool,
+    sid: &'a str,
+    amr: &'a str,
+}
+
+impl<'a> Fresh<'a> {
+    fn new(refresh_token: String, sid: &'a str, amr: &'a str) -> Self {
+        Self {
+            refresh_token,
+            new: true,
+            sid,
+            amr,
+        }
+    }
+}
+
+/// The pair for `user`: a fresh access token of the session, and its refresh token.
 fn pair(
     state: &AppState,
     user: &User,
     groups: Vec<String>,
-    refresh_token: String,
-    new: bool,
+    fresh: Fresh<'_>,
 ) -> Result<TokenPair, ApiError> {
     let custom = custom_claims(user);
     let subject = AccessSubject {
@@ -236,18 +288,20 @@ fn pair(
         is_staff: user.is_staff,
         groups: &groups,
         custom: &custom,
+        sid: fresh.sid,
+        amr: fresh.amr,
     };
     let access_token = state
         .tokens
         .issue_access(&subject, Utc::now())
         .map_err(signing)?;
     state.metrics.count_tokens("access");
-    if new {
+    if fresh.new {
         state.metrics.count_tokens("refresh");
     }
     Ok(TokenPair {
         access_token,
-        refresh_token: Some(refresh_token),
+        refresh_token: Some(fresh.refresh_token),
         token_type: "Bearer",
         expires_in: state.tokens.access_ttl.as_secs(),
         refresh_expires_in: state.tokens.refresh_ttl.as_secs(),

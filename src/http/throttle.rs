@@ -24,7 +24,7 @@ use actix_web::dev::ServiceRequest;
 use actix_web::http::{Method, header};
 use actix_web::{HttpMessage, HttpResponse, HttpResponseBuilder, web};
 
-use super::client_ip::client_ip;
+use super::client_ip::client_ip_of;
 use super::error::ApiError;
 use super::extractors::bearer_token;
 use super::routes::{Limit, Route};
@@ -60,18 +60,7 @@ impl Caller {
 impl Caller {
     /// The client address alone (see [`client_ip`]).
     pub fn client_ip(req: &ServiceRequest) -> Option<IpAddr> {
-        let state = req.app_data::<web::Data<AppState>>();
-        let trusted = state.map_or(&[][..], |s| &s.settings.server.trusted_proxies[..]);
-        let forwarded: Vec<&str> = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        client_ip(
-            req.peer_addr().map(|a| a.ip().to_canonical()),
-            &forwarded,
-            trusted,
-        )
+        client_ip_of(req.request())
     }
 }
 

@@ -54,6 +54,7 @@ mod refresh;
 mod register;
 mod sabotage;
 mod session_races;
+mod sessions;
 mod smtp;
 mod smtp_sink;
 mod throttle;

@@ -42,6 +42,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/groups/{name}"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/sdk/latchkey.js"),
+    ("get", "/users/me/sessions"),
+    ("delete", "/users/me/sessions"),
+    ("delete", "/users/me/sessions/{id}"),
+    ("get", "/users/{id}/sessions"),
     ("get", "/.well-known/openid-configuration"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -64,6 +68,10 @@ const PROTECTED: &[(&str, &str)] = &[
     ("get", "/groups"),
     ("post", "/groups"),
     ("delete", "/groups/{name}"),
+    ("get", "/users/me/sessions"),
+    ("delete", "/users/me/sessions"),
+    ("delete", "/users/me/sessions/{id}"),
+    ("get", "/users/{id}/sessions"),
 ];
 
 /// Paths whose operations take no body or token and need no database: nothing a client

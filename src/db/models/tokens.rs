@@ -45,6 +45,43 @@ struct Family {
     rotated_at: Option<NaiveDateTime>,
     current_issued_at: Option<NaiveDateTime>,
     expires_at: NaiveDateTime,
+    amr: String,
+}
+
+/// Where a session is used from, as of its last use (API.md "Sessions").
+#[derive(Debug, Clone, Copy)]
+pub struct Device<'a> {
+    /// The client address as the throttle sees it; empty when unknown.
+    pub ip: &'a str,
+    /// At most 256 characters.
+    pub user_agent: &'a str,
+}
+
+/// A session about to start: its first refresh token, where from, and how its login was
+/// authenticated (RFC 8176 `amr` values, space-separated: `pwd`, `pwd otp`).
+#[derive(Debug, Clone, Copy)]
+pub struct Opening<'a> {
+    pub first: Issued<'a>,
+    pub device: Device<'a>,
+    pub amr: &'a str,
+}
+
+/// A live session as the session list shows it.
+#[derive(Queryable, Debug)]
+pub struct SessionRow {
+    pub id: String,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub ip: String,
+    pub user_agent: String,
+    pub amr: String,
+}
+
+impl SessionRow {
+    /// When it was last used: its start if it has not been refreshed since.
+    pub fn last_used(&self) -> NaiveDateTime {
+        self.last_used_at.unwrap_or(self.created_at)
+    }
 }
 
 /// A refresh token to record: its id, family, owner, and the instants it carries.
@@ -57,19 +94,21 @@ pub struct Issued<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A family's live refresh token, as much of it as rebuilds the token.
+/// A family's live refresh token, as much of it as rebuilds the token, and the session's
+/// `amr`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct LiveToken {
     pub jti: String,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    pub amr: String,
 }
 
 /// What presenting a refresh token to the rotation did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rotation {
-    /// The successor is now the family's live token.
-    Rotated,
+    /// The successor is now the family's live token; the session's `amr`.
+    Rotated { amr: String },
     /// The token the live one replaced, again within the grace window: nothing changed,
     /// and the caller gets the live token.
     Converged(LiveToken),
@@ -90,6 +129,8 @@ pub enum Liveness {
 #[derive(Debug, Clone, Copy)]
 pub struct RotateRequest<'a> {
     pub presented_jti: &'a str,
+    /// Recorded as the session's last use (only when it rotates).
+    pub device: Device<'a>,
     pub now: DateTime<Utc>,
     /// The replaced token presented again after this instant is reuse; `None`: no grace
     /// window at all (a request that was already waiting when the replacement happened
@@ -97,12 +138,13 @@ pub struct RotateRequest<'a> {
     pub grace_cutoff: Option<DateTime<Utc>>,
 }
 
-/// Starts a family (a login) with its first refresh token.
+/// Starts a family (a session) with its first refresh token.
 pub fn start_family(
     conn: &mut DbConnection,
-    first: &Issued<'_>,
+    opening: &Opening<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
+    let first = &opening.first;
     conn.transaction(|conn| {
         diesel::insert_into(token_families::table)
             .values((
@@ -112,6 +154,9 @@ pub fn start_family(
                 token_families::current_issued_at.eq(db_time(first.issued_at)),
                 token_families::created_at.eq(db_time(now)),
                 token_families::expires_at.eq(db_time(first.expires_at)),
+                token_families::ip.eq(opening.device.ip),
+                token_families::user_agent.eq(opening.device.user_agent),
+                token_families::amr.eq(opening.amr),
             ))
             .execute(conn)?;
         record_outstanding(conn, first, now)
@@ -168,6 +213,7 @@ fn lock_live_family(conn: &mut DbConnection, family_id: &str) -> Result<Option<F
             token_families::rotated_at,
             token_families::current_issued_at,
             token_families::expires_at,
+            token_families::amr,
         ))
         .get_result::<Family>(conn)
         .optional()?)
@@ -175,13 +221,14 @@ fn lock_live_family(conn: &mut DbConnection, family_id: &str) -> Result<Option<F
 
 /// The common case: the presented token is its live family's current one. Makes
 /// `successor` current instead, retires the presented token and records the successor,
-/// all or nothing; `false` (and no change) when the presented token is not live. The
-/// conditional `UPDATE` takes the family row's write lock, as [`lock_live_family`] does.
+/// all or nothing, and records the session's use in the same `UPDATE`; the session's `amr`,
+/// or `None` (and no change) when the presented token is not live. The conditional
+/// `UPDATE` takes the family row's write lock, as [`lock_live_family`] does.
 fn rotate_live(
     conn: &mut DbConnection,
     req: RotateRequest<'_>,
     successor: &Issued<'_>,
-) -> Result<bool, DbError> {
+) -> Result<Option<String>, DbError> {
     if let DbConnection::Postgres(pg) = conn {
         return rotate_live_postgres(pg, req, successor);
     }
@@ -190,18 +237,23 @@ fn rotate_live(
             .find(successor.family_id)
             .filter(token_families::revoked_at.is_null())
             .filter(token_families::current_jti.eq(req.presented_jti));
-        let advanced = diesel::update(live)
+        let advanced: Option<String> = diesel::update(live)
             .set((
                 token_families::previous_jti.eq(req.presented_jti),
                 token_families::current_jti.eq(successor.jti),
                 token_families::current_issued_at.eq(db_time(successor.issued_at)),
                 token_families::rotated_at.eq(db_time(req.now)),
                 token_families::expires_at.eq(db_time(successor.expires_at)),
+                token_families::last_used_at.eq(db_time(req.now)),
+                token_families::ip.eq(req.device.ip),
+                token_families::user_agent.eq(req.device.user_agent),
             ))
-            .execute(conn)?;
-        if advanced == 0 {
-            return Ok(false);
-        }
+            .returning(token_families::amr)
+            .get_result(conn)
+            .optional()?;
+        let Some(amr) = advanced else {
+            return Ok(None);
+        };
         let now = req.now;
         blacklist(
             conn,
@@ -211,7 +263,7 @@ fn rotate_live(
             now,
         )?;
         record_outstanding(conn, successor, now)?;
-        Ok(true)
+        Ok(Some(amr))
     })
 }
 
@@ -226,29 +278,29 @@ fn rotate_live_postgres(
     conn: &mut PgConnection,
     req: RotateRequest<'_>,
     successor: &Issued<'_>,
-) -> Result<bool, DbError> {
-    use diesel::sql_types::{BigInt, Text, Timestamp};
+) -> Result<Option<String>, DbError> {
+    use diesel::sql_types::{Nullable, Text, Timestamp};
 
     #[derive(QueryableByName)]
     struct Outcome {
-        #[diesel(sql_type = BigInt)]
-        advanced: i64,
+        #[diesel(sql_type = Nullable<Text>)]
+        amr: Option<String>,
     }
 
     let outcome: Outcome = diesel::sql_query(
         "WITH advanced AS ( \
              UPDATE token_families \
                 SET previous_jti = $2, current_jti = $3, rotated_at = $4, expires_at = $5, \
-                    current_issued_at = $8 \
+                    current_issued_at = $8, last_used_at = $4, ip = $9, user_agent = $10 \
               WHERE id = $1 AND revoked_at IS NULL AND current_jti = $2 \
-          RETURNING id), \
+          RETURNING id, amr), \
          retired AS ( \
              INSERT INTO blacklisted_tokens (jti, family_id, reason, blacklisted_at) \
              SELECT $2, id, $7, $4 FROM advanced), \
          recorded AS ( \
              INSERT INTO outstanding_tokens (jti, family_id, user_id, created_at, expires_at) \
              SELECT $3, id, $6, $4, $5 FROM advanced) \
-         SELECT (SELECT count(*) FROM advanced) AS advanced, \
+         SELECT (SELECT amr FROM advanced) AS amr, \
                 set_config('synchronous_commit', 'off', true) AS without_flush",
     )
     .bind::<Text, _>(successor.family_id)
@@ -259,8 +311,10 @@ fn rotate_live_postgres(
     .bind::<Text, _>(successor.user_id)
     .bind::<Text, _>(Reason::Rotated.as_str())
     .bind::<Timestamp, _>(db_time(successor.issued_at))
+    .bind::<Text, _>(req.device.ip)
+    .bind::<Text, _>(req.device.user_agent)
     .get_result(conn)?;
-    Ok(outcome.advanced == 1)
+    Ok(outcome.amr)
 }
 
 /// Exchanges the presented token for `successor`, enforcing the family invariant: at most one
@@ -271,8 +325,8 @@ pub fn rotate(
     req: RotateRequest<'_>,
     successor: &Issued<'_>,
 ) -> Result<Rotation, DbError> {
-    if rotate_live(conn, req, successor)? {
-        return Ok(Rotation::Rotated);
+    if let Some(amr) = rotate_live(conn, req, successor)? {
+        return Ok(Rotation::Rotated { amr });
     }
     let family_id = successor.family_id;
     conn.transaction(|conn| {
@@ -293,6 +347,7 @@ pub fn rotate(
                     jti: family.current_jti,
                     issued_at: at.and_utc(),
                     expires_at: family.expires_at.and_utc(),
+                    amr: family.amr,
                 })
             }));
         }
@@ -315,6 +370,60 @@ fn revoke_locked(
         ))
         .execute(conn)?;
     blacklist(conn, current_jti, family_id, Reason::Revoked, now)
+}
+
+/// The live sessions (families neither revoked nor expired) of `user_id`, most recently
+/// used first. Read through the partial index of live families by user.
+pub fn live_sessions(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<SessionRow>, DbError> {
+    let mut rows: Vec<SessionRow> = token_families::table
+        .filter(token_families::user_id.eq(user_id))
+        .filter(token_families::revoked_at.is_null())
+        .filter(token_families::expires_at.gt(db_time(now)))
+        .select((
+            token_families::id,
+            token_families::created_at,
+            token_families::last_used_at,
+            token_families::ip,
+            token_families::user_agent,
+            token_families::amr,
+        ))
+        .load(conn)?;
+    // In Rust rather than SQL: the backends disagree on where NULLs sort.
+    rows.sort_by(|a, b| b.last_used().cmp(&a.last_used()).then(b.id.cmp(&a.id)));
+    Ok(rows)
+}
+
+/// Revokes `family_id` if it is a live session of `user_id`. `false` (and nothing done)
+/// for another user's session, an unknown one or one already ended.
+pub fn revoke_session(
+    conn: &mut DbConnection,
+    user_id: &str,
+    family_id: &str,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    conn.transaction(|conn| {
+        let owned = token_families::table
+            .find(family_id)
+            .filter(token_families::user_id.eq(user_id))
+            .filter(token_families::expires_at.gt(db_time(now)))
+            .select(token_families::id)
+            .first::<String>(conn)
+            .optional()?;
+        if owned.is_none() {
+            return Ok(false);
+        }
+        match lock_live_family(conn, family_id)? {
+            Some(family) => {
+                revoke_locked(conn, family_id, &family.current_jti, why, now).map(|()| true)
+            }
+            None => Ok(false),
+        }
+    })
 }
 
 /// Revokes one family (logout). Revoking a revoked or unknown family does nothing.

@@ -14,6 +14,7 @@ use crate::db::models::users::User;
 use crate::domain::{Email, UserId};
 use crate::http::body::{BodySpec, Kind, bounds, required};
 use crate::http::browser::Transport;
+use crate::http::client_ip::Client;
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
 use crate::http::fields::{Fields, JsonBody};
@@ -119,6 +120,7 @@ pub(super) async fn user_for_token(
 )]
 async fn activate(
     state: web::Data<AppState>,
+    client: Client,
     transport: Transport,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -140,7 +142,7 @@ async fn activate(
             .json(json!({"user": UserView::new(&user, vec![]), "approval_required": true})));
     }
     // Refused as `account_inactive` if staff disabled the account.
-    let pair = session::open(&state, &user, true).await?;
+    let pair = session::open(&state, &user, true, &client).await?;
     Ok(transport.respond(HttpResponse::Ok(), pair, &state.settings.cookies))
 }
 

@@ -14,6 +14,7 @@ use crate::domain::{Email, Password, UserId, Username, check_bio, check_name};
 use crate::http::account_limit::Account;
 use crate::http::body::{BodySpec, Kind, bounds, optional, required};
 use crate::http::browser::{self, Transport};
+use crate::http::client_ip::Client;
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
 use crate::http::extractors::AuthenticatedUser;
@@ -183,6 +184,7 @@ fn conflict(taken: Taken) -> ApiError {
 )]
 async fn register(
     state: web::Data<AppState>,
+    client: Client,
     transport: Transport,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -247,7 +249,7 @@ async fn register(
         let body = json!({"user": UserView::new(&user, vec![]), "approval_required": true});
         return Ok(HttpResponse::Created().json(body));
     }
-    let pair = session::open(&state, &user, true).await?;
+    let pair = session::open(&state, &user, true, &client).await?;
     Ok(transport.respond(HttpResponse::Created(), pair, &state.settings.cookies))
 }
 
@@ -277,6 +279,7 @@ enum LoginName {
 )]
 async fn login(
     state: web::Data<AppState>,
+    client: Client,
     transport: Transport,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -320,7 +323,7 @@ async fn login(
             user.inactive_reason(verification),
         ));
     }
-    let pair = session::open(&state, &user, true).await?;
+    let pair = session::open(&state, &user, true, &client).await?;
     Ok(transport.respond(HttpResponse::Ok(), pair, &state.settings.cookies))
 }
 
@@ -353,6 +356,7 @@ async fn refresh(
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let cookies = &state.settings.cookies;
+    let client = Client::of(&req);
     let from_body = Fields::only_optional_str(body, "refresh_token")?;
     let Some(presented) = browser::presented(&req, transport, from_body, cookies)? else {
         return Err(match transport {
@@ -362,7 +366,7 @@ async fn refresh(
     };
     let rotated = async {
         let claims = refresh_claims(&state, &presented.token)?;
-        let pair = session::rotate(&state, &claims.sub, &claims.fam, &claims.jti).await?;
+        let pair = session::rotate(&state, &claims.sub, &claims.fam, &claims.jti, &client).await?;
         Ok(transport.respond(HttpResponse::Ok(), pair, cookies))
     };
     browser::clearing_on_error(rotated.await, &presented, cookies)

@@ -118,6 +118,7 @@ mod groups;
 mod health;
 mod metrics;
 mod password_reset;
+mod sessions;
 mod users_admin;
 mod users_me;
 mod well_known;
@@ -130,6 +131,7 @@ pub fn all() -> Vec<Route> {
         activation::routes(),
         password_reset::routes(),
         users_me::routes(),
+        sessions::routes(),
         users_admin::routes(),
         groups::routes(),
         well_known::routes(),

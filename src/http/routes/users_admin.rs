@@ -249,7 +249,7 @@ async fn list(
 }
 
 /// The `{id}` path segment as a user id; anything that is not one is simply not found.
-fn user_id(path: &web::Path<String>) -> Result<String, ApiError> {
+pub(super) fn user_id(path: &web::Path<String>) -> Result<String, ApiError> {
     path.parse::<UserId>()
         .map(|id| id.to_string())
         .map_err(|_| ApiError::NotFound)

@@ -9,6 +9,7 @@ use crate::domain::{check_bio, check_name};
 use crate::http::account_limit::Account;
 use crate::http::body::{BodySpec, Kind, bounds, optional, required};
 use crate::http::browser::Transport;
+use crate::http::client_ip::Client;
 use crate::http::error::ApiError;
 use crate::http::extractors::AuthenticatedUser;
 use crate::http::fields::{Fields, JsonBody};
@@ -179,6 +180,7 @@ async fn delete_me(
 async fn change_password(
     state: web::Data<AppState>,
     who: AuthenticatedUser,
+    client: Client,
     transport: Transport,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -194,7 +196,7 @@ async fn change_password(
     check_current_password(&state, &who.user, &current).await?;
 
     // A fresh session for the caller; every older one is revoked.
-    let Some(pair) = session::change_password(&state, &who.user, &password).await? else {
+    let Some(pair) = session::change_password(&state, &who.user, &password, &client).await? else {
         // A concurrent change won: the current password checked above is no longer current.
         return Err(ApiError::field(
             "current_password",
