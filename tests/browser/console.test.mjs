@@ -227,13 +227,13 @@ async function fieldError(id, text) {
   return error.textContent();
 }
 
-/** Signs in at /console with the keyboard only: type, Tab, type, Enter. */
-async function signIn(user, password = user.password) {
+/** Signs in at /console (by username, or `login`) with the keyboard only: type, Tab, type, Enter. */
+async function signIn(user, password = user.password, login = user.username) {
   const page = s.page;
   if (!page.url().endsWith("/console")) await page.goto(`${s.origin}/console`);
   await visible(page.locator("#signin-form"));
   await page.getByLabel("Username or email").focus();
-  await page.keyboard.type(user.username);
+  await page.keyboard.type(login);
   await page.keyboard.press("Tab");
   await page.keyboard.type(password);
   await page.keyboard.press("Enter");
@@ -440,7 +440,7 @@ step("password reset: the emailed link, a weak password refused under the field,
   await message("Your password has been changed");
   await page.getByRole("link", { name: "Sign in" }).click();
   await page.waitForURL(`${s.origin}/console`);
-  await signIn(ada, ada.reset);
+  await signIn(ada, ada.reset, ada.email); // by email this time
 });
 
 step("a non-staff user at /console/admin sees 'staff only'", async () => {

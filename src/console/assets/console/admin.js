@@ -178,27 +178,21 @@ function renderUser(u) {
 const patchUser = (body) => api("PATCH", `/users/${encodeURIComponent(current.id)}`, body);
 const self = () => current.id === auth.user?.id;
 
-$("u-active").addEventListener("click", async () => {
-  const on = !current.is_active;
-  if (!on && self() && !confirm("Deactivate your own account? You will be signed out.")) return;
-  try {
-    renderUser(await patchUser({ is_active: on }));
-    notify(on ? `${current.username} is active.` : `${current.username} is deactivated and signed out everywhere.`, "ok");
-  } catch (err) {
-    failed(err);
-  }
-});
-
-$("u-staff").addEventListener("click", async () => {
-  const on = !current.is_staff;
-  if (!on && self() && !confirm("Remove your own staff status? You will lose access to this page.")) return;
-  try {
-    renderUser(await patchUser({ is_staff: on }));
-    notify(on ? `${current.username} is now staff.` : `${current.username} is no longer staff.`, "ok");
-  } catch (err) {
-    failed(err);
-  }
-});
+/** The activate/deactivate and staff buttons: flip one flag (asking first before locking oneself out). */
+function toggle(button, flag, risk, on, off) {
+  $(button).addEventListener("click", async () => {
+    const value = !current[flag];
+    if (!value && self() && !confirm(risk)) return;
+    try {
+      renderUser(await patchUser({ [flag]: value }));
+      notify(`${current.username} ${value ? on : off}.`, "ok");
+    } catch (err) {
+      failed(err);
+    }
+  });
+}
+toggle("u-active", "is_active", "Deactivate your own account? You will be signed out.", "is active", "is deactivated and signed out everywhere");
+toggle("u-staff", "is_staff", "Remove your own staff status? You will lose access to this page.", "is now staff", "is no longer staff");
 
 onSubmit($("groups-form"), async ({ groups }, form) => {
   const names = groups.split(",").map((name) => name.trim()).filter(Boolean);

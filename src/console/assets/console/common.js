@@ -21,18 +21,16 @@ globalThis.fetch = async (...args) => {
 };
 
 /** "Try again in 42 seconds (at 14:03:12)." for a 429 or 503, else "". */
-export function retryText(err) {
-  if (!(err instanceof LatchkeyError) || (err.status !== 429 && err.status !== 503)) return "";
-  const fresh = Date.now() - lastRetry.at < 5000;
-  const seconds = err.retryAfter ?? (fresh ? lastRetry.seconds : 0);
+function retryText(err) {
+  if (err.status !== 429 && err.status !== 503) return "";
   const what = err.status === 429 ? "Too many requests." : "latchkey is busy or unavailable.";
+  const seconds = err.retryAfter ?? (Date.now() - lastRetry.at < 5000 ? lastRetry.seconds : 0);
   if (!seconds) return `${what} Try again shortly.`;
-  const when = new Date(Date.now() + seconds * 1000).toLocaleTimeString();
   const wait = seconds < 120 ? `${seconds} second${seconds === 1 ? "" : "s"}` : `${Math.ceil(seconds / 60)} minutes`;
-  return `${what} Try again in ${wait} (at ${when}).`;
+  return `${what} Try again in ${wait} (at ${new Date(Date.now() + seconds * 1000).toLocaleTimeString()}).`;
 }
 
-/** A JSON call with the Bearer header (when signed in); a LatchkeyError on failure. */
+/** A JSON call, with the Bearer header when signed in; throws a LatchkeyError. */
 export async function api(method, path, body) {
   const init = { method, headers: {} };
   if (body !== undefined) {
@@ -47,21 +45,15 @@ export async function api(method, path, body) {
     throw new LatchkeyError(0, { code: "network_error", detail: "latchkey could not be reached. Check your connection and try again." });
   }
   if (response.ok) return response.status === 204 ? null : response.json();
-  let problem;
-  try {
-    problem = await response.json();
-  } catch {
-    problem = { detail: `${response.status} ${response.statusText}`.trim() };
-  }
+  const problem = await response.json().catch(() => ({ detail: `${response.status} ${response.statusText}` }));
   const err = new LatchkeyError(response.status, problem);
   err.retryAfter = Number(response.headers.get("Retry-After")) || undefined;
   throw err;
 }
 
-/** document.getElementById. */
 export const $ = (id) => document.getElementById(id);
 
-/** A new element: h("a", {href: "#x"}, "text", child…); text is never parsed as HTML. */
+/** h("a", {href: "#x"}, "text", child…): text is never parsed as HTML. */
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -73,23 +65,22 @@ export function h(tag, attrs = {}, ...children) {
   return node;
 }
 
-/** Shows `text` in `node` (a message box); empty text hides it. kind: "", "ok" or "error". */
+/** Shows `text` in a message box (empty: hides it); kind "", "ok" or "error". */
 export function say(node, text, kind = "") {
   node.textContent = text;
   node.className = `message ${kind}`.trim();
   node.hidden = !text;
 }
 
-/** The page-level message box. */
 export const notify = (text, kind = "") => say($("message"), text, kind);
 
-/** The human text of any error: retry advice, the problem's detail, or the exception. */
+/** Retry advice, the problem's detail, or the exception's message. */
 export function errorText(err) {
   if (!(err instanceof LatchkeyError)) return `Something went wrong: ${err?.message || err}`;
-  return retryText(err) || err.problem.detail || err.problem.title || err.message;
+  return retryText(err) || err.problem.detail || err.message;
 }
 
-/** The form's own message box (created on first use, at the top of the form). */
+/** The form's own message box, at its top. */
 function formMessage(form) {
   let box = form.querySelector(":scope > .message");
   if (!box) {
@@ -99,10 +90,8 @@ function formMessage(form) {
   return box;
 }
 
-/** A success or other note at the top of a form. */
 export const formSay = (form, text, kind = "ok") => say(formMessage(form), text, kind);
 
-/** Removes the field errors and the message of a form. */
 export function clearErrors(form) {
   for (const p of form.querySelectorAll(".field-error")) p.remove();
   for (const field of form.querySelectorAll("[aria-invalid]")) {
@@ -114,7 +103,7 @@ export function clearErrors(form) {
   say(formMessage(form), "");
 }
 
-/** A message under one field, tied to it for screen readers. */
+/** Messages under a field, tied to it for screen readers. */
 export function fieldError(form, name, messages) {
   const field = form.elements.namedItem(name);
   const id = `${field.id || `${form.id}-${name}`}-error`;
@@ -163,26 +152,16 @@ export function showErrors(form, err, { alias = {}, conflictField } = {}) {
   first?.focus();
 }
 
-/** The form's named values as strings (files and buttons aside). */
-export function values(form) {
-  const out = {};
-  for (const [key, value] of new FormData(form)) if (typeof value === "string") out[key] = value;
-  return out;
-}
-
-/**
- * Handles a form's submit: no page load, one submission at a time, errors shown on the form.
- * `handler(values, form)` may throw a LatchkeyError.
- */
+/** Handles a form's submit: no page load, one at a time; what `handler(values, form)` throws is shown on the form. */
 export function onSubmit(form, handler, options) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    // Buttons are not disabled (that would drop the keyboard focus): a second submit waits.
+    // Buttons stay enabled (disabling one drops the keyboard focus); a second submit is ignored.
     if (form.getAttribute("aria-busy") === "true") return;
     clearErrors(form);
     form.setAttribute("aria-busy", "true");
     try {
-      await handler(values(form), form);
+      await handler(Object.fromEntries(new FormData(form)), form);
     } catch (err) {
       showErrors(form, err, options);
     } finally {
@@ -191,7 +170,6 @@ export function onSubmit(form, handler, options) {
   });
 }
 
-/** Date and time for people; "never" for null. */
 export const when = (text) => (text ? new Date(text).toLocaleString() : "never");
 
 /** The uid and token of a link such as /activate/{uid}/{token}, or null. */
