@@ -1,0 +1,614 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Browser test of latchkey's web console (/console, /console/admin, /activate/…,
+// /password/reset/…) in Debian's Chromium, against a live latchkey that this script starts
+// (fresh SQLite database and mail directory in a temp dir) and always stops.
+//
+//   cd tests/browser && npm ci && LATCHKEY_BIN=../../target/release/latchkey node console.test.mjs
+//
+// Screenshots go to target/browser/console-*.png at the repository root. The walk: sign up,
+// the emailed activation link, sign in, profile, password change, sign out; the emailed
+// reset link; "staff only" for a non-staff user; a staff member searching 1,000 seeded users,
+// deactivating one (whose session then dies), groups and claims (with their field errors),
+// creating and deleting a group, deleting a user; then deleting one's own account. Any
+// script error, CSP violation or request to another origin fails the run. Each step is a
+// node:test test; after a failure the rest are skipped.
+
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const started = performance.now();
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const LATCHKEY_BIN = resolve(ROOT, process.env.LATCHKEY_BIN || "target/release/latchkey");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+// COMMON.md's flags; playwright-core adds a fresh --user-data-dir.
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const SHOTS = join(ROOT, "target", "browser");
+const SEED = 1000;
+const PARALLEL = 20;
+const STEP_TIMEOUT_MS = 10_000;
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
+
+const stamp = Date.now().toString(36);
+const ada = { username: `ada_${stamp}`, email: `ada_${stamp}@example.com`, password: "Lighthouse-keeper-1843", changed: "Difference-engine-1822", reset: "Analytical-engine-1837" };
+const admin = { username: "admin", email: "admin@example.com", password: "Staff-only-door-2026" };
+const victim = { username: `victim_${stamp}`, email: `victim_${stamp}@example.com`, password: "Jacquard-loom-1804", id: "", refresh: "" };
+
+const s = {
+  work: "",
+  origin: "",
+  env: /** @type {Record<string, string>} */ ({}),
+  latchkey: /** @type {import("node:child_process").ChildProcess | null} */ (null),
+  latchkeyExit: /** @type {Promise<string>} */ (Promise.resolve("")),
+  browser: /** @type {import("playwright-core").Browser | null} */ (null),
+  page: /** @type {import("playwright-core").Page} */ (/** @type {any} */ (null)),
+  /** Script errors, CSP violations, foreign requests, server errors: each fails the run. */
+  problems: /** @type {string[]} */ ([]),
+  /** Mail files read so far: name -> {to, text}; and those whose link was used. */
+  mail: new Map(),
+  usedMail: new Set(),
+};
+
+let broken = "";
+/** A test that is skipped once an earlier step failed (it would only fail again, noisily). */
+function step(name, fn) {
+  test(name, { timeout: 120_000 }, async (t) => {
+    if (broken) return t.skip(`skipped: "${broken}" failed`);
+    try {
+      await fn(t);
+    } catch (err) {
+      broken = name;
+      await shot(`console-failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 40)}`).catch(() => {});
+      throw err;
+    }
+  });
+}
+
+// ---------------------------------------------------------------- set-up and tear-down
+
+function freePort() {
+  return new Promise((done, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = /** @type {import("node:net").AddressInfo} */ (probe.address());
+      probe.close(() => done(port));
+    });
+  });
+}
+
+function serverLogTail(lines = 40) {
+  try {
+    return readFileSync(join(s.work, "latchkey.log"), "utf8").split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+async function startLatchkey(port) {
+  const log = openSync(join(s.work, "latchkey.log"), "a");
+  const child = spawn(LATCHKEY_BIN, ["serve"], { cwd: s.work, env: s.env, stdio: ["ignore", log, log] });
+  s.latchkey = child;
+  s.latchkeyExit = new Promise((done) => {
+    child.once("error", (err) => done(`could not run ${LATCHKEY_BIN}: ${err.message} (build it with cargo build --release, or set LATCHKEY_BIN)`));
+    child.once("exit", (code, signal) => done(`latchkey exited (${signal || `code ${code}`})`));
+  });
+  let exited = "";
+  s.latchkeyExit.then((why) => (exited = why));
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`${exited} before it was ready:\n${serverLogTail()}`);
+    try {
+      const res = await fetch(`${s.origin}/readyz`, { signal: AbortSignal.timeout(1000) });
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`latchkey on port ${port} did not answer GET /readyz 200 within 30 s:\n${serverLogTail()}`);
+}
+
+function stopLatchkey() {
+  if (s.latchkey && s.latchkey.exitCode === null && s.latchkey.signalCode === null) s.latchkey.kill("SIGKILL");
+}
+// Whatever happens (a failed assertion, an exception, Ctrl-C), latchkey does not outlive us.
+process.on("exit", stopLatchkey);
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    stopLatchkey();
+    process.exit(130);
+  });
+}
+
+async function shot(name) {
+  if (!s.page) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await s.page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Screenshots at 1280 and 360 px wide; at 360 px nothing may stick out sideways. */
+async function shots(name) {
+  const page = s.page;
+  await shot(`${name}-1280`);
+  await page.setViewportSize({ width: 360, height: 740 });
+  try {
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 360, `${name}: the page is ${width} px wide at 360 px`);
+    await shot(`${name}-360`);
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
+}
+
+after(async () => {
+  await s.browser?.close().catch(() => {});
+  stopLatchkey();
+  await Promise.race([s.latchkeyExit, new Promise((r) => setTimeout(r, 5000).unref())]);
+  if (broken) console.error(`--- latchkey log (last 40 lines)\n${serverLogTail()}`);
+  if (s.work) rmSync(s.work, { recursive: true, force: true });
+  console.log(`console browser test: total run time ${((performance.now() - started) / 1000).toFixed(1)} s`);
+});
+
+// ---------------------------------------------------------------- helpers
+
+/** A JSON call from node (no browser, no cookie): the refresh token travels in the body. */
+async function call(method, path, body, token) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(`${s.origin}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // 204, or not JSON
+  }
+  return { status: res.status, body: json, text };
+}
+
+/** Quoted-printable to text: soft line breaks out, =XX escapes decoded. */
+const unQuote = (raw) => Buffer.from(raw.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/gi, (_, hex) => String.fromCharCode(parseInt(hex, 16))), "latin1").toString("utf8");
+
+/** The newest unused link `${origin}/${kind}/{uid}/{token}` emailed to `to` (waits for the mail worker). */
+async function mailLink(to, kind) {
+  const dir = join(s.work, "mail");
+  const pattern = new RegExp(`${s.origin.replace(/[.]/g, "\\.")}/${kind}/[A-Za-z0-9_=-]+/[A-Za-z0-9_.:=-]+`);
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    let names = [];
+    try {
+      names = readdirSync(dir).filter((n) => n.endsWith(".eml"));
+    } catch {
+      // no mail yet
+    }
+    for (const name of names) {
+      if (s.mail.has(name)) continue;
+      const raw = readFileSync(join(dir, name), "latin1");
+      s.mail.set(name, { to: raw.match(/^To:\s*(.*)$/im)?.[1] ?? "", text: unQuote(raw) });
+    }
+    // File names start with a UTC timestamp: the newest last.
+    const mine = [...s.mail.entries()].filter(([name, m]) => !s.usedMail.has(name) && m.to.includes(to) && pattern.test(m.text)).sort(([a], [b]) => a.localeCompare(b));
+    if (mine.length) {
+      const [name, m] = mine.at(-1);
+      s.usedMail.add(name);
+      return m.text.match(pattern)[0];
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`no email to ${to} with a /${kind}/ link within 20 s`);
+}
+
+const visible = (locator) => locator.waitFor({ state: "visible", timeout: STEP_TIMEOUT_MS });
+const byText = (selector, text) => s.page.locator(selector).filter({ hasText: text });
+
+/** Waits until the page-level message says `text`. */
+async function message(text) {
+  await visible(byText("#message", text)).catch(async () => {
+    assert.fail(`the page message is "${await s.page.locator("#message").textContent().catch(() => "?")}", expected ${text}`);
+  });
+}
+
+/** Waits for the error under field `id` (and its aria-invalid), returns its text. */
+async function fieldError(id, text) {
+  const error = s.page.locator(`#${id}-error`);
+  await visible(error);
+  if (text) assert.match(await error.textContent(), text);
+  assert.equal(await s.page.locator(`#${id}`).getAttribute("aria-invalid"), "true", `#${id} is marked invalid`);
+  const describedBy = (await s.page.locator(`#${id}`).getAttribute("aria-describedby")) || "";
+  assert.ok(describedBy.split(" ").includes(`${id}-error`), `#${id} is described by its error`);
+  return error.textContent();
+}
+
+/** Signs in at /console (by username, or `login`) with the keyboard only: type, Tab, type, Enter. */
+async function signIn(user, password = user.password, login = user.username) {
+  const page = s.page;
+  if (!page.url().endsWith("/console")) await page.goto(`${s.origin}/console`);
+  await visible(page.locator("#signin-form"));
+  await page.getByLabel("Username or email").focus();
+  await page.keyboard.type(login);
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(password);
+  await page.keyboard.press("Enter");
+  await visible(page.locator("#signed-in"));
+  assert.equal(await page.locator("#who").textContent(), `Signed in as ${user.username}`);
+}
+
+async function signOut() {
+  if (!s.page.url().endsWith("/console")) await s.page.goto(`${s.origin}/console`);
+  await s.page.getByRole("button", { name: "Sign out", exact: true }).click();
+  await visible(s.page.locator("#signin-form"));
+  await message("You are signed out.");
+}
+
+/** The users list's status line, once it says `pattern`. */
+async function listStatus(pattern) {
+  const count = s.page.locator("#count");
+  await s.page.waitForFunction(
+    ([source]) => !document.getElementById("users-table").hasAttribute("aria-busy") && new RegExp(source).test(document.getElementById("count").textContent),
+    [pattern.source],
+    { timeout: STEP_TIMEOUT_MS },
+  ).catch(async () => assert.fail(`the list says "${await count.textContent()}", expected ${pattern}`));
+  return count.textContent();
+}
+const firstUser = () => s.page.locator("#users-body tr").first().locator("td").first().textContent();
+
+// ---------------------------------------------------------------- the steps
+
+step("set-up: latchkey with a superuser, Chromium watching for errors", async () => {
+  s.work = mkdtempSync(join(tmpdir(), "latchkey-console-"));
+  const port = await freePort();
+  s.origin = `http://127.0.0.1:${port}`;
+  // The server sees only the settings below: none of the caller's LATCHKEY_* or DATABASE_URL.
+  s.env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("LATCHKEY_") && key !== "DATABASE_URL"));
+  Object.assign(s.env, {
+    LATCHKEY_SERVER__BIND: `127.0.0.1:${port}`,
+    LATCHKEY_SERVER__PUBLIC_URL: s.origin,
+    LATCHKEY_DATABASE__URL: `sqlite://${join(s.work, "latchkey.db")}`,
+    LATCHKEY_EMAIL__BACKEND: "file",
+    LATCHKEY_EMAIL__FILE_DIR: join(s.work, "mail"),
+    LATCHKEY_PASSWORD__BCRYPT_COST: "4",
+    LATCHKEY_THROTTLE__ENABLED: "false",
+    RUST_LOG: "warn",
+  });
+  await startLatchkey(port);
+  const su = spawnSync(LATCHKEY_BIN, ["createsuperuser", "--username", admin.username, "--email", admin.email, "--password-stdin"], {
+    cwd: s.work,
+    env: s.env,
+    input: `${admin.password}\n`,
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  assert.equal(su.status, 0, `createsuperuser failed: ${su.stderr || su.stdout || su.error}`);
+
+  try {
+    s.browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+  } catch (err) {
+    throw new Error(`Chromium could not start from ${CHROMIUM} (apt-get install -y chromium): ${err.message}`);
+  }
+  const context = await s.browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-US" });
+  // Injected by the driver, not inline in the page: the CSP does not apply to it.
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => {
+      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
+    });
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT_MS);
+  page.on("pageerror", (err) => s.problems.push(`pageerror at ${page.url()}: ${err.message}`));
+  page.on("console", (msg) => {
+    // Chromium logs every 4xx answer of fetch(); the API answers 400/401/403/404/409 by design.
+    if (msg.type() !== "error" || /^Failed to load resource: the server responded with a status of 4\d\d/.test(msg.text())) return;
+    s.problems.push(`console error at ${page.url()}: ${msg.text()}`);
+  });
+  page.on("request", (request) => {
+    const url = request.url();
+    if (!/^(data|blob|about):/.test(url) && new URL(url).origin !== s.origin) s.problems.push(`request to another origin: ${url}`);
+  });
+  page.on("response", (response) => {
+    if (response.status() >= 500) s.problems.push(`${response.status()} from ${response.request().method()} ${response.url()}`);
+  });
+  page.on("dialog", (dialog) => dialog.accept()); // the confirm() before deleting
+  s.page = page;
+});
+
+step("the pages come with the CSP, their assets from {{static}}, nothing inline", async () => {
+  for (const path of ["/console", "/console/admin", "/activate/x/y", "/password/reset/x/y"]) {
+    const res = await fetch(`${s.origin}${path}`);
+    assert.equal(res.status, 200, `GET ${path}`);
+    assert.equal(res.headers.get("content-security-policy"), CSP, `GET ${path}: the CSP`);
+    const html = await res.text();
+    assert.doesNotMatch(html, /\{\{/, `${path}: every placeholder replaced`);
+    assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/i, `${path}: no inline script`);
+    assert.doesNotMatch(html, /\sstyle=|<style/i, `${path}: no inline style`);
+    assert.doesNotMatch(html, /\son[a-z]+=/i, `${path}: no inline event handler`);
+    const assets = [...html.matchAll(/(?:src|href)="(\/console\/static\/[^"]+)"/g)].map((m) => m[1]);
+    assert.ok(assets.length >= 2, `${path}: a stylesheet and a script from /console/static/…`);
+    for (const asset of assets) assert.equal((await fetch(`${s.origin}${asset}`)).status, 200, `GET ${asset}`);
+  }
+});
+
+step("signed out: the sign-in page", async () => {
+  await s.page.goto(`${s.origin}/console`);
+  await visible(s.page.locator("#signin-form"));
+  assert.ok(await s.page.locator("#signed-in").isHidden());
+  await shots("console-signin");
+});
+
+step("sign up: a field error, then 'check your email'", async () => {
+  const page = s.page;
+  await page.getByText("Create an account").click();
+  const form = page.locator("#signup-form");
+  await form.getByLabel("Username", { exact: true }).fill(ada.username);
+  await form.getByLabel("Email").fill(ada.email);
+  await form.getByLabel("Password", { exact: true }).fill("12345678");
+  await form.getByLabel("Password again").fill("12345678");
+  await form.getByLabel("First name").fill("Ada");
+  await form.getByRole("button", { name: "Create account" }).click();
+  await fieldError("signup-password", /./); // entirely numeric: the policy says so under the field
+  await form.getByLabel("Password", { exact: true }).fill(ada.password);
+  await form.getByLabel("Password again").fill(ada.password);
+  await form.getByRole("button", { name: "Create account" }).click();
+  await visible(byText("#signup-form .message", "Check your email"));
+  assert.equal(await page.locator("#signup-password-error").count(), 0, "the old field error is gone");
+});
+
+step("the emailed activation link activates the account and signs in", async () => {
+  const link = await mailLink(ada.email, "activate");
+  await s.page.goto(link);
+  await message("is activated");
+  await s.page.getByRole("link", { name: "Continue to your account" }).click();
+  await visible(s.page.locator("#signed-in"));
+  assert.equal(await s.page.locator("#me-username").textContent(), ada.username);
+  // The link works once.
+  await s.page.goto(link);
+  await message("invalid or has expired");
+  await s.page.goto(`${s.origin}/console`);
+  await visible(s.page.locator("#signed-in"));
+});
+
+step("sign out, then sign in with the keyboard (a wrong password first)", async () => {
+  await signOut();
+  const page = s.page;
+  const form = page.locator("#signin-form");
+  await form.getByLabel("Username or email").fill(ada.username);
+  await form.getByLabel("Password", { exact: true }).fill("not-the-password");
+  await form.getByRole("button", { name: "Sign in" }).click();
+  await visible(byText("#signin-form .message.error", /./));
+  await page.locator("#signin-form").evaluate((form) => form.reset());
+  await signIn(ada);
+  await shots("console-account");
+});
+
+step("profile edit, kept across a reload (restore from the cookie)", async () => {
+  const page = s.page;
+  const form = page.locator("#profile-form");
+  await form.getByLabel("First name").fill("Augusta Ada");
+  await form.getByLabel("Last name").fill("King");
+  await form.getByLabel("Bio").fill("Wrote the first program.");
+  await form.getByRole("button", { name: "Save profile" }).click();
+  await visible(byText("#profile-form .message", "Profile saved."));
+  await page.reload();
+  await visible(page.locator("#signed-in"));
+  assert.equal(await form.getByLabel("First name").inputValue(), "Augusta Ada");
+  assert.equal(await form.getByLabel("Last name").inputValue(), "King");
+  assert.equal(await form.getByLabel("Bio").inputValue(), "Wrote the first program.");
+});
+
+step("password change: a wrong current password under its field, then success", async () => {
+  const page = s.page;
+  const form = page.locator("#password-form");
+  await form.getByLabel("Current password").fill("wrong-password-here");
+  await form.getByLabel("New password", { exact: true }).fill(ada.changed);
+  await form.getByLabel("New password again").fill(ada.changed);
+  await form.getByRole("button", { name: "Change password" }).click();
+  await fieldError("password-current");
+  await form.getByLabel("Current password").fill(ada.password);
+  await form.getByLabel("New password", { exact: true }).fill(ada.changed);
+  await form.getByLabel("New password again").fill(ada.changed);
+  await form.getByRole("button", { name: "Change password" }).click();
+  await visible(byText("#password-form .message", "Password changed"));
+  // Still signed in here (the SDK took the fresh pair), and the new password works.
+  await page.reload();
+  await visible(page.locator("#signed-in"));
+  assert.equal((await call("POST", "/auth/login", { username: ada.username, password: ada.changed })).status, 200);
+  await signOut();
+});
+
+step("password reset: the emailed link, a weak password refused under the field, then sign-in", async () => {
+  const page = s.page;
+  await page.getByText("Forgotten your password?").click();
+  await page.locator("#forgot-form").getByLabel("Email").fill(ada.email);
+  await page.getByRole("button", { name: "Email me a reset link" }).click();
+  await visible(byText("#forgot-form .message", "If the address is known"));
+  const link = await mailLink(ada.email, "password/reset");
+  await page.goto(link);
+  await page.getByLabel("New password", { exact: true }).fill("12345678");
+  await page.getByLabel("New password again").fill("12345678");
+  await page.getByRole("button", { name: "Set new password" }).click();
+  await fieldError("reset-password", /./);
+  await page.getByLabel("New password", { exact: true }).fill(ada.reset);
+  await page.getByLabel("New password again").fill(ada.reset);
+  await page.getByRole("button", { name: "Set new password" }).click();
+  await message("Your password has been changed");
+  await page.getByRole("link", { name: "Sign in" }).click();
+  await page.waitForURL(`${s.origin}/console`);
+  await signIn(ada, ada.reset, ada.email); // by email this time
+});
+
+step("a non-staff user at /console/admin sees 'staff only'", async () => {
+  await s.page.goto(`${s.origin}/console/admin`);
+  await visible(s.page.getByRole("heading", { name: "Staff only" }));
+  assert.equal(await s.page.locator("#forbidden-who").textContent(), ada.username);
+  assert.ok(await s.page.locator("#users-view").isHidden(), "no user list");
+  await signOut();
+});
+
+step(`seed: a user with a live session, and ${SEED} more users`, async () => {
+  const registered = await call("POST", "/auth/register", { username: victim.username, email: victim.email, password: victim.password, password_confirm: victim.password });
+  assert.equal(registered.status, 201, registered.text);
+  victim.id = registered.body.user.id;
+  const [, uid, token] = (await mailLink(victim.email, "activate")).match(/\/activate\/([^/]+)\/([^/]+)$/);
+  assert.equal((await call("POST", "/auth/activate", { uid, token })).status, 200);
+  const login = await call("POST", "/auth/login", { username: victim.username, password: victim.password });
+  assert.equal(login.status, 200, login.text);
+  victim.refresh = login.body.refresh_token;
+  const verify = await call("POST", "/auth/token/verify", { token: victim.refresh });
+  assert.equal(verify.status, 200, `the session is live: ${verify.text}`);
+
+  const t0 = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (next < SEED) {
+      const name = `seed${String(next++).padStart(4, "0")}`;
+      const res = await call("POST", "/auth/register", { username: name, email: `${name}@example.org`, password: "Seeded-user-pass-77", password_confirm: "Seeded-user-pass-77" });
+      assert.equal(res.status, 201, `register ${name}: ${res.text}`);
+    }
+  };
+  await Promise.all(Array.from({ length: PARALLEL }, worker));
+  console.log(`# seeded ${SEED} users in ${((performance.now() - t0) / 1000).toFixed(1)} s (${PARALLEL} at a time)`);
+});
+
+step("staff: sign in, the admin link, the user list", async () => {
+  await signIn(admin);
+  await s.page.getByRole("link", { name: "Administration" }).click();
+  await s.page.waitForURL(/\/console\/admin/);
+  const status = await listStatus(/users · page 1 of/);
+  const count = Number(status.match(/^([\d,.\s]+) users/)[1].replace(/\D/g, ""));
+  assert.ok(count >= SEED + 3, `the list counts ${count} users`);
+  assert.equal(await s.page.locator("#users-body tr").count(), 20);
+  await shots("console-admin-users");
+});
+
+step("search (debounced, server-side), filters, ordering and pages", async () => {
+  const page = s.page;
+  const t0 = performance.now();
+  await page.getByLabel("Search").fill("seed0042");
+  await listStatus(/^1 user · page 1 of 1$/);
+  console.log(`# search answered in ${Math.round(performance.now() - t0)} ms (300 ms of it debounce)`);
+  assert.equal(await firstUser(), "seed0042");
+  await page.getByLabel("Search").fill("");
+  await page.getByLabel("Active").selectOption("false");
+  await page.getByLabel("Order by").selectOption("username");
+  await listStatus(/^1,000 users · page 1 of 50$/);
+  assert.equal(await firstUser(), "seed0000");
+  await page.getByRole("button", { name: "Next" }).click();
+  await listStatus(/page 2 of 50$/);
+  assert.equal(await firstUser(), "seed0020");
+  // The state is in the hash: a reload keeps it.
+  assert.match(page.url(), /#users\?.*page=2/);
+  await page.reload();
+  await listStatus(/^1,000 users · page 2 of 50$/);
+  assert.equal(await page.getByLabel("Order by").inputValue(), "username");
+  await page.getByRole("button", { name: "Previous" }).click();
+  await listStatus(/page 1 of 50$/);
+  await page.getByLabel("Active").selectOption("");
+  await page.getByLabel("Staff").selectOption("true");
+  await listStatus(/^1 user · page 1 of 1$/);
+  assert.equal(await firstUser(), admin.username);
+  await page.getByLabel("Staff").selectOption("");
+});
+
+step("a user's page: deactivating ends that user's session", async () => {
+  const page = s.page;
+  await page.getByLabel("Search").fill(victim.username);
+  await listStatus(/^1 user/);
+  await page.getByRole("link", { name: victim.username }).click();
+  await visible(page.getByRole("heading", { name: victim.username }));
+  assert.match(page.url(), new RegExp(`#user/${victim.id}$`));
+  await page.getByRole("button", { name: "Deactivate" }).click();
+  await message("deactivated");
+  await visible(page.getByRole("button", { name: "Activate / approve" }));
+  const refresh = await call("POST", "/auth/token/refresh", { refresh_token: victim.refresh });
+  assert.equal(refresh.status, 401, `the deactivated user's refresh: ${refresh.text}`);
+  assert.equal(refresh.body.code, "token_revoked");
+});
+
+step("groups: create, a duplicate refused next to the name, delete", async () => {
+  const page = s.page;
+  await page.getByRole("link", { name: "Groups", exact: true }).click();
+  await visible(page.getByRole("heading", { name: "Groups", exact: true }));
+  const form = page.locator("#group-form");
+  for (const name of ["editors", "doomed"]) {
+    await form.getByLabel("Name").fill(name);
+    await form.getByRole("button", { name: "Create group" }).click();
+    await visible(page.locator("#groups-body td", { hasText: new RegExp(`^${name}$`) }));
+  }
+  await form.getByLabel("Name").fill("editors");
+  await form.getByRole("button", { name: "Create group" }).click();
+  await fieldError("g-name", /already exists/);
+  await page.getByRole("button", { name: "Delete group doomed" }).click();
+  await message("has been deleted");
+  await page.locator("#groups-body td", { hasText: /^doomed$/ }).waitFor({ state: "detached" });
+  assert.equal(await page.locator("#groups-body td", { hasText: /^editors$/ }).count(), 1);
+});
+
+step("a user's groups and claims: field errors, then saved", async () => {
+  const page = s.page;
+  await page.goto(`${s.origin}/console/admin#user/${victim.id}`);
+  await visible(page.getByRole("heading", { name: victim.username }));
+  const groups = page.locator("#groups-form");
+  await groups.getByLabel("Groups").fill("editors, nosuchgroup");
+  await groups.getByRole("button", { name: "Save groups" }).click();
+  await fieldError("u-groups", /./);
+  await groups.getByLabel("Groups").fill("editors");
+  await groups.getByRole("button", { name: "Save groups" }).click();
+  await visible(byText("#groups-form .message", "Groups saved."));
+
+  const claims = page.locator("#claims-form");
+  await claims.getByLabel("Custom claims").fill('{"tenant": ');
+  await claims.getByRole("button", { name: "Save claims" }).click();
+  assert.match(await fieldError("u-claims"), /not valid JSON/);
+  await claims.getByLabel("Custom claims").fill('{"sub": "x"}');
+  const answer = page.waitForResponse((r) => r.request().method() === "PATCH" && r.url().endsWith(`/users/${victim.id}`));
+  await claims.getByRole("button", { name: "Save claims" }).click();
+  assert.equal((await answer).status(), 400, "latchkey refuses a reserved claim");
+  assert.doesNotMatch(await fieldError("u-claims"), /not valid JSON/);
+  await claims.getByLabel("Custom claims").fill('{"tenant": "acme"}');
+  await claims.getByRole("button", { name: "Save claims" }).click();
+  await visible(byText("#claims-form .message", "Claims saved."));
+
+  const staff = await call("POST", "/auth/login", { username: admin.username, password: admin.password });
+  const user = await call("GET", `/users/${victim.id}`, undefined, staff.body.access_token);
+  assert.deepEqual({ groups: user.body.groups, claims: user.body.claims, is_active: user.body.is_active }, { groups: ["editors"], claims: { tenant: "acme" }, is_active: false });
+  // The members link of the group filters the list.
+  await page.getByRole("link", { name: "Groups", exact: true }).click();
+  await page.getByRole("link", { name: "1 member of editors" }).click();
+  await listStatus(/^1 user · page 1 of 1$/);
+  assert.equal(await firstUser(), victim.username);
+});
+
+step("deleting a user (after a confirm)", async () => {
+  const page = s.page;
+  await page.getByLabel("Group", { exact: true }).selectOption("");
+  await page.getByLabel("Search").fill("seed0999");
+  await listStatus(/^1 user/);
+  await page.getByRole("link", { name: "seed0999" }).click();
+  await page.getByRole("button", { name: "Delete this user" }).click();
+  await message("has been deleted");
+  await listStatus(/^0 users/);
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await visible(page.getByText("Please sign in with a staff account first."));
+});
+
+step("deleting one's own account", async () => {
+  const page = s.page;
+  await page.goto(`${s.origin}/console`);
+  await signIn(ada, ada.reset);
+  await page.locator("#delete-form").getByLabel("Current password").fill(ada.reset);
+  await page.getByRole("button", { name: "Delete my account" }).click();
+  await message("Your account has been deleted.");
+  await visible(page.locator("#signin-form"));
+  assert.equal((await call("POST", "/auth/login", { username: ada.username, password: ada.reset })).status, 401);
+});
+
+step("no script error, CSP violation, server error or request to another origin", async () => {
+  assert.deepEqual(s.problems, []);
+});
