@@ -20,6 +20,7 @@ use crate::auth::jwt::TokenService;
 use crate::auth::keys::{KeyError, KeySet};
 use crate::auth::password::PasswordHasher;
 use crate::config::{ConfigError, Settings};
+use crate::console::Console;
 use crate::db::models::tokens;
 use crate::db::{Database, DatabaseUrl, DbError};
 use crate::domain::PasswordPolicy;
@@ -79,6 +80,8 @@ impl Application {
         throttle.spawn_purge(THROTTLE_PURGE_EVERY);
         state.account_limit.spawn_purge(THROTTLE_PURGE_EVERY);
         let origins = state.settings.cors.allowed_origins.clone();
+        let console_enabled = state.settings.console.enabled;
+        let console = web::Data::new(Console::new());
         let state = web::Data::new(state);
         spawn_token_purge(state.db.clone());
         let server = HttpServer::new(move || {
@@ -87,7 +90,13 @@ impl Application {
             let api = web::scope("").wrap(throttle.user()).service(
                 web::scope("")
                     .wrap(throttle.anon())
-                    .configure(routes::configure),
+                    .configure(routes::configure)
+                    .configure(|cfg| {
+                        if console_enabled {
+                            cfg.app_data(console.clone());
+                            routes::configure_pages(cfg);
+                        }
+                    }),
             );
             // Middleware listed from the innermost out: a request meets them bottom-up.
             App::new()

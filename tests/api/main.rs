@@ -36,6 +36,7 @@ mod ops_helpers;
 mod admin_users;
 mod adversarial;
 mod browser_sessions;
+mod console_pages;
 mod cors;
 mod errors;
 mod flush_expired;

@@ -113,6 +113,7 @@ macro_rules! route {
 mod activation;
 mod auth;
 mod console;
+pub use console::configure_pages;
 mod docs;
 mod groups;
 mod health;
