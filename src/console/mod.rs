@@ -27,6 +27,7 @@ static FILES: &[(&str, &[u8])] = files![
     "admin.html",
     "admin.js",
     "common.js",
+    "confirm-email.html",
     "console.css",
     "console.html",
     "console.js",
@@ -51,14 +52,17 @@ pub enum Page {
     Activate,
     /// `/password/reset/{uid}/{token}`: the reset link of the email.
     PasswordReset,
+    /// `/email/confirm/{uid}/{token}`: the link of an email change.
+    EmailConfirm,
 }
 
 impl Page {
-    pub const ALL: [Page; 4] = [
+    pub const ALL: [Page; 5] = [
         Page::Console,
         Page::Admin,
         Page::Activate,
         Page::PasswordReset,
+        Page::EmailConfirm,
     ];
 
     /// The page's HTML, compiled in (a missing page fails the build, not a request).
@@ -68,6 +72,7 @@ impl Page {
             Page::Admin => include_str!("assets/console/admin.html"),
             Page::Activate => include_str!("assets/console/activate.html"),
             Page::PasswordReset => include_str!("assets/console/reset.html"),
+            Page::EmailConfirm => include_str!("assets/console/confirm-email.html"),
         }
     }
 
@@ -78,13 +83,14 @@ impl Page {
             Page::Admin => "/console/admin",
             Page::Activate => "/activate/{uid}/{token}",
             Page::PasswordReset => "/password/reset/{uid}/{token}",
+            Page::EmailConfirm => "/email/confirm/{uid}/{token}",
         }
     }
 
     /// Whether the URL carries a bearer secret (an emailed token), which must not leak in
     /// a `Referer`.
     pub fn carries_token(self) -> bool {
-        matches!(self, Page::Activate | Page::PasswordReset)
+        matches!(self, Page::Activate | Page::PasswordReset | Page::EmailConfirm)
     }
 }
 

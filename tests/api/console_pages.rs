@@ -10,16 +10,17 @@ use crate::helpers::{Backend, TestApp, assert_problem, header, spawn_app, spawn_
 dual_backend_tests!(
     every_page_is_served_with_a_strict_policy,
     static_files_are_versioned_and_immutable,
-    pages_take_only_get,
+    pages_take_only_get_and_head,
     a_disabled_console_serves_no_page,
 );
 
 const UID: &str = "MDE5MGFiY2QtMDAwMC03MDAwLTgwMDAtMDAwMDAwMDAwMDAw";
-const PAGES: [&str; 4] = [
+const PAGES: [&str; 5] = [
     "/console",
     "/console/admin",
     "/activate/{UID}/abc-123",
     "/password/reset/{UID}/abc-123",
+    "/email/confirm/{UID}/abc-123",
 ];
 
 fn page_paths() -> Vec<String> {
@@ -64,7 +65,7 @@ async fn every_page_is_served_with_a_strict_policy(backend: Backend) {
             Some("nosniff")
         );
         let referrer = header(&resp, "referrer-policy");
-        if path.starts_with("/activate/") || path.starts_with("/password/") {
+        if !path.starts_with("/console") {
             assert_eq!(
                 referrer.as_deref(),
                 Some("no-referrer"),
@@ -138,7 +139,7 @@ async fn static_files_are_versioned_and_immutable(backend: Backend) {
     }
 }
 
-async fn pages_take_only_get(backend: Backend) {
+async fn pages_take_only_get_and_head(backend: Backend) {
     let app = spawn_app(backend).await;
     for path in page_paths() {
         let resp = app
@@ -147,8 +148,20 @@ async fn pages_take_only_get(backend: Backend) {
             .send()
             .await
             .expect("request failed");
-        assert_eq!(header(&resp, "allow").as_deref(), Some("GET"), "{path}");
+        assert_eq!(header(&resp, "allow").as_deref(), Some("GET, HEAD"), "{path}");
         assert_problem(resp, 405, "method_not_allowed").await;
+        let head = app
+            .client
+            .request(Method::HEAD, app.url(&path))
+            .send()
+            .await
+            .expect("request failed");
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert_eq!(
+            header(&head, "content-type").as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(head.bytes().await.expect("body").is_empty(), "HEAD has no body");
     }
 }
 

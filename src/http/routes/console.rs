@@ -57,17 +57,26 @@ const STATIC_CACHE: &str = "public, max-age=31536000, immutable";
 pub fn configure_pages(cfg: &mut web::ServiceConfig) {
     for page in Page::ALL {
         let show = move |console: web::Data<Console>| async move { show(&console, page) };
-        cfg.service(get_only(page.path()).route(web::get().to(show)));
+        cfg.service(
+            read_only(page.path())
+                .route(web::get().to(show))
+                .route(web::head().to(show)),
+        );
     }
     let path = format!("{STATIC_PREFIX}/{{version}}/{{file}}");
-    cfg.service(get_only(&path).route(web::get().to(static_file)));
+    cfg.service(
+        read_only(&path)
+            .route(web::get().to(static_file))
+            .route(web::head().to(static_file)),
+    );
 }
 
-/// A resource that answers other methods with 405 and `Allow: GET`.
-fn get_only(path: &str) -> Resource {
+/// A resource for `GET` and `HEAD` (whose body actix leaves out), answering other methods
+/// with 405 and `Allow`.
+fn read_only(path: &str) -> Resource {
     web::resource(path).default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
-            allow: "GET".into(),
+            allow: "GET, HEAD".into(),
         })
     }))
 }
