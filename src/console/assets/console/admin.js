@@ -2,7 +2,7 @@
 // /console/admin, for staff: the user list (server-side paging, so 100k users cost one page),
 // a user's page (#user/<id>) and the groups (#groups). The list's state lives in the hash
 // (#users?search=…&page=…), so reload and back keep it.
-import { $, api, auth, clearErrors, errorText, formSay, h, notify, onSubmit, when, LatchkeyError } from "./common.js";
+import { $, api, auth, clearErrors, errorText, formSay, h, notify, onSubmit, sessionItems, when, LatchkeyError } from "./common.js";
 
 let groupNames = [];
 let listHash = "#users";
@@ -144,11 +144,25 @@ async function showUser(id) {
   $("u-title").textContent = "Loading…";
   try {
     renderUser(await api("GET", `/users/${encodeURIComponent(id)}`));
+    loadSessions(id);
   } catch (err) {
     $("u-title").textContent = "User";
     if (err instanceof LatchkeyError && err.status === 404) notify("There is no such user (deleted?).", "error");
     else failed(err);
   }
+}
+
+/** The user's sessions; staff can end them only all at once, by deactivating. */
+async function loadSessions(id) {
+  const list = $("u-sessions");
+  list.replaceChildren(h("li", {}, "Loading…"));
+  let items;
+  try {
+    items = sessionItems(await api("GET", `/users/${encodeURIComponent(id)}/sessions`));
+  } catch (err) {
+    items = [h("li", {}, errorText(err))];
+  }
+  if (current?.id === id) list.replaceChildren(...items); // still this user's page
 }
 
 function renderUser(u) {
@@ -185,6 +199,7 @@ function toggle(button, flag, risk, on, off) {
     if (!value && self() && !confirm(risk)) return;
     try {
       renderUser(await patchUser({ [flag]: value }));
+      if (flag === "is_active") loadSessions(current.id); // deactivating ended them
       notify(`${current.username} ${value ? on : off}.`, "ok");
     } catch (err) {
       failed(err);

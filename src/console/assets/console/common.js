@@ -171,6 +171,45 @@ export function onSubmit(form, handler, options) {
 }
 
 export const when = (text) => (text ? new Date(text).toLocaleString() : "never");
+const brief = (text) => new Date(text).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+// The first match names the browser and the system: Edge's user agent says Chrome and
+// Safari too, Chrome's says Safari, Android's says Linux and the iPhone's "like Mac OS X".
+const BROWSERS = [[/Edg(e|A|iOS)?\//, "Edge"], [/OPR\//, "Opera"], [/Firefox\/|FxiOS/, "Firefox"], [/Chrome\/|CriOS/, "Chrome"], [/Safari\//, "Safari"]];
+const SYSTEMS = [[/Android/, "Android"], [/iPhone|iPad|iPod/, "iOS"], [/Windows/, "Windows"], [/Macintosh|Mac OS X/, "macOS"], [/CrOS/, "ChromeOS"], [/Linux/, "Linux"]];
+const pick = (list, ua) => list.find(([re]) => re.test(ua))?.[1];
+
+/** "Firefox on Windows"; another client (curl, an app) by its first word. */
+export function device(ua) {
+  const browser = pick(BROWSERS, ua);
+  const system = pick(SYSTEMS, ua);
+  if (browser) return system ? `${browser} on ${system}` : browser;
+  return ua.split(" ")[0].slice(0, 40) || "Unknown client";
+}
+
+const AMR = { pwd: "password", otp: "authenticator code", mfa: null };
+
+/** The items of a session list (API.md "Sessions"); `action(session, name)` may add a button to one. */
+export function sessionItems(sessions, action = () => null) {
+  if (!sessions.length) return [h("li", {}, "No live sessions.")];
+  return sessions.map((s) => {
+    const name = device(s.user_agent);
+    const how = s.amr.map((m) => (m in AMR ? AMR[m] : m)).filter(Boolean).join(" and ");
+    return h(
+      "li",
+      {},
+      h(
+        "div",
+        {},
+        h("strong", { title: s.user_agent || null }, name),
+        s.current && h("span", { class: "badge" }, "this device"),
+        h("span", { class: "meta" }, `Last used ${brief(s.last_used_at)}${s.ip ? ` from ${s.ip}` : ""}`),
+        h("span", { class: "meta" }, `Signed in ${brief(s.created_at)}${how ? ` with ${how}` : ""}`),
+      ),
+      action(s, name),
+    );
+  });
+}
 
 /** The uid and token of a link such as /activate/{uid}/{token}, or null. */
 export function linkParts(prefix) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // /console: sign in (with the two-factor step), sign up, forgotten password; once signed
-// in, the profile, password change, sign-out and account deletion.
-import { $, api, auth, errorText, formSay, notify, onSubmit, showErrors, when, LatchkeyError } from "./common.js";
+// in, the profile, email and username change, password change, the sessions, sign-out and
+// account deletion.
+import { $, api, auth, clearErrors, errorText, formSay, h, notify, onSubmit, say, sessionItems, showErrors, when, LatchkeyError } from "./common.js";
 
 let me = null; // the user as latchkey last described it
 
@@ -22,7 +23,7 @@ function render(user) {
   const profile = $("profile-form");
   for (const name of ["first_name", "last_name", "bio"]) profile.elements[name].value = user[name] ?? "";
   $("password-form").elements.username.value = user.username;
-  // Later issues: fill the session list, the email/username change and two-factor status here.
+  // Later issue: the two-factor status goes here.
 }
 
 const SIGNED_OUT = {
@@ -34,13 +35,21 @@ const SIGNED_OUT = {
 auth.onChange(({ status, user, reason }) => {
   if (status === "signed-in") {
     // A refresh brings the user of the token pair; keep the fresher profile edits.
-    if (reason !== "refresh" || !me) render(user);
+    if (reason !== "refresh" || !me) {
+      render(user);
+      loadSessions(); // a login, a reload, a password change (which ends the others)
+    }
     show(true);
     if (reason === "login" || reason === "restore") notify("");
     if (reason === "login") $("account-title").focus();
   } else if (status === "signed-out") {
     me = null;
-    for (const form of document.querySelectorAll("#signed-in form")) form.reset();
+    for (const form of document.querySelectorAll("#signed-in form")) {
+      form.reset();
+      clearErrors(form); // and its message: the next user must not read this one's
+    }
+    $("sessions").replaceChildren();
+    sessionsSay("");
     show(false);
     if (SIGNED_OUT[reason]) notify(SIGNED_OUT[reason]);
   }
@@ -130,6 +139,30 @@ onSubmit($("profile-form"), async (v, form) => {
   formSay(form, "Profile saved.");
 });
 
+onSubmit(
+  $("email-form"),
+  async (v, form) => {
+    const email = v.new_email.trim();
+    await api("POST", "/users/me/email", { new_email: email, current_password: v.current_password });
+    form.reset();
+    formSay(form, `A confirmation link was sent to ${email}. Nothing changes until you open it.`);
+  },
+  { conflictField: "new_email" },
+);
+
+onSubmit(
+  $("username-form"),
+  async (v, form) => {
+    const user = await api("POST", "/users/me/username", { new_username: v.new_username.trim(), current_password: v.current_password });
+    form.reset();
+    render(user);
+    // Tokens carry the name they were issued with: take a fresh one now.
+    await auth.refresh().catch(() => {});
+    formSay(form, `Your username is now ${user.username}. Your other devices show it after their next token refresh.`);
+  },
+  { conflictField: "new_username" },
+);
+
 onSubmit($("password-form"), async (v, form) => {
   await auth.changePassword({ current_password: v.current_password, new_password: v.new_password, new_password_confirm: v.new_password_confirm });
   form.reset();
@@ -154,6 +187,41 @@ async function signOut(everywhere) {
   }
 }
 $("signout").addEventListener("click", () => signOut(false));
+
+const sessionsSay = (text, kind) => say($("sessions-message"), text, kind);
+let sessionsSeq = 0;
+
+async function loadSessions() {
+  const mine = ++sessionsSeq;
+  try {
+    const sessions = await api("GET", "/users/me/sessions");
+    if (mine !== sessionsSeq || !auth.signedIn) return; // a newer load, or signed out meanwhile
+    const signOutButton = (s, name) =>
+      !s.current && h("button", { type: "button", class: "secondary", "data-session": s.id, "data-name": name, "aria-label": `Sign out ${name}, last used ${when(s.last_used_at)}` }, "Sign out");
+    $("sessions").replaceChildren(...sessionItems(sessions, signOutButton));
+  } catch (err) {
+    if (mine === sessionsSeq) sessionsSay(errorText(err), "error");
+  }
+}
+
+/** Ends other sessions, then says so where the removed button was and shows the new list. */
+async function endSessions(path, done) {
+  try {
+    await api("DELETE", path);
+    sessionsSay(done, "ok");
+  } catch (err) {
+    if (!(err instanceof LatchkeyError && err.status === 404)) return sessionsSay(errorText(err), "error");
+    sessionsSay("That session had ended already.");
+  }
+  $("sessions-message").focus();
+  await loadSessions();
+}
+
+$("sessions").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-session]");
+  if (button) endSessions(`/users/me/sessions/${encodeURIComponent(button.dataset.session)}`, `${button.dataset.name} is signed out.`);
+});
+$("signout-others").addEventListener("click", () => endSessions("/users/me/sessions", "Your other devices are signed out."));
 $("signout-all").addEventListener("click", () => signOut(true));
 
 // ---- start: still signed in from an earlier visit?
