@@ -28,6 +28,7 @@ static FILES: &[(&str, &[u8])] = files![
     "admin.js",
     "common.js",
     "confirm-email.html",
+    "confirm-email.js",
     "console.css",
     "console.html",
     "console.js",
