@@ -110,6 +110,7 @@ macro_rules! route {
     };
 }
 
+mod account_changes;
 mod activation;
 mod auth;
 mod console;
@@ -130,6 +131,7 @@ pub fn all() -> Vec<Route> {
         activation::routes(),
         password_reset::routes(),
         users_me::routes(),
+        account_changes::routes(),
         users_admin::routes(),
         groups::routes(),
         well_known::routes(),
