@@ -544,7 +544,7 @@ async fn request_fields_state_their_constraints(backend: Backend) {
             }
         }
     }
-    assert_eq!(bodies, 14, "operations with a request body");
+    assert_eq!(bodies, 17, "operations with a request body");
 
     let register = &doc["components"]["schemas"]["RegisterRequest"]["properties"];
     assert_eq!(register["username"]["minLength"], 1);
