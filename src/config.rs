@@ -183,8 +183,13 @@ pub struct AccountsSettings {
     pub activation_ttl: Duration,
     #[serde(with = "duration")]
     pub reset_ttl: Duration,
+    /// How long the link confirming an email change works.
+    #[serde(with = "duration")]
+    pub email_change_ttl: Duration,
     pub activation_url: String,
     pub reset_url: String,
+    /// Link template in email-change confirmations.
+    pub email_change_url: String,
     pub site_name: String,
     /// Path to a file with at least 32 bytes keying activation/reset tokens. Unset: derived
     /// (HKDF) from the signing key, so the two never share key material directly.
@@ -198,8 +203,10 @@ impl Default for AccountsSettings {
             require_admin_approval: false,
             activation_ttl: Duration::from_secs(3 * 24 * 3600),
             reset_ttl: Duration::from_secs(3600),
+            email_change_ttl: Duration::from_secs(24 * 3600),
             activation_url: "{public_url}/activate/{uid}/{token}".into(),
             reset_url: "{public_url}/password/reset/{uid}/{token}".into(),
+            email_change_url: "{public_url}/email/confirm/{uid}/{token}".into(),
             site_name: "latchkey".into(),
             token_secret: None,
         }
@@ -574,7 +581,7 @@ impl Settings {
     /// JWT `exp` seconds, timers): an out-of-range value stops start-up here, naming its
     /// key, instead of overflowing later. Zero is refused where it would break the
     /// service (a pool that never waits, tokens or links that are never valid).
-    fn durations(&self) -> [(&'static str, Duration, RangeInclusive<Duration>); 9] {
+    fn durations(&self) -> [(&'static str, Duration, RangeInclusive<Duration>); 10] {
         const MS: Duration = Duration::from_millis(1);
         const S: Duration = Duration::from_secs(1);
         const MINUTE: Duration = Duration::from_secs(60);
@@ -599,6 +606,11 @@ impl Settings {
             ("jwt.leeway", jwt.leeway, Duration::ZERO..=5 * MINUTE),
             ("accounts.activation_ttl", accounts.activation_ttl, S..=YEAR),
             ("accounts.reset_ttl", accounts.reset_ttl, S..=YEAR),
+            (
+                "accounts.email_change_ttl",
+                accounts.email_change_ttl,
+                S..=YEAR,
+            ),
             (
                 "email.retry_base",
                 self.email.retry_base,

@@ -2,6 +2,7 @@
 //! line; everything else lives here so the tests drive the same code the binary runs.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod account_changes;
 pub mod accounts;
 pub mod app;
 pub mod auth;

@@ -19,6 +19,8 @@ diesel::table! {
         date_joined -> Timestamp,
         last_login -> Nullable<Timestamp>,
         disabled_by_staff -> Bool,
+        pending_email -> Nullable<Text>,
+        email_change_requested_at -> Nullable<Timestamp>,
     }
 }
 

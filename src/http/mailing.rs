@@ -20,9 +20,10 @@ use crate::metrics::OutcomeLabels;
 
 /// At most two links of one purpose per address in 10 minutes (the first email may be
 /// slow or filtered, so asking once more at once is normal), and five links of any purpose
-/// in an hour. A link stays valid far longer (reset: 1 h, activation: 3 d by default), so
-/// nobody needs more. Constants: OPERATIONS.md has no keys for them.
-const LINK_LIMIT: RecipientLimit = RecipientLimit {
+/// in an hour. A link stays valid far longer (reset: 1 h, activation: 3 d, email change:
+/// 1 d by default), so nobody needs more. Email-change links count too
+/// ([`crate::account_changes`] queues them within this limit). Constants: OPERATIONS.md has no keys for them.
+pub(crate) const LINK_LIMIT: RecipientLimit = RecipientLimit {
     per_purpose: 2,
     purpose_window: std::time::Duration::from_secs(10 * 60),
     total: 5,

@@ -45,6 +45,20 @@ pub struct User {
     pub date_joined: NaiveDateTime,
     pub last_login: Option<NaiveDateTime>,
     pub disabled_by_staff: bool,
+    /// The address of a requested email change, until it is confirmed (stored form).
+    pub pending_email: Option<String>,
+    /// When that change was requested; its emailed token is bound to it.
+    pub email_change_requested_at: Option<NaiveDateTime>,
+}
+
+/// An email change as its confirmation token saw it: the confirming write happens only if
+/// the row still is exactly this (see [`User::confirm_email_change`]).
+pub struct PendingEmailChange<'a> {
+    pub id: &'a str,
+    pub password_hash: &'a str,
+    pub email: &'a str,
+    pub pending_email: &'a str,
+    pub requested_at: NaiveDateTime,
 }
 
 #[derive(Insertable)]
@@ -358,6 +372,133 @@ impl User {
             .set(users::is_staff.eq(true))
             .returning(users::id)
             .get_results(conn)?)
+    }
+
+    /// Whether `email_key` belongs to a user other than `me`. With `replace_unclaimed`, an
+    /// unclaimed account does not count: whoever proves the address takes it over, as a
+    /// registration does ([`User::register`], [`User::delete_unclaimed_email`]).
+    pub fn email_taken_by_other(
+        conn: &mut DbConnection,
+        email_key: &str,
+        me: &str,
+        replace_unclaimed: bool,
+    ) -> Result<bool, DbError> {
+        let mut query = users::table
+            .filter(users::email_key.eq(email_key))
+            .filter(users::id.ne(me))
+            .select(users::id)
+            .into_boxed();
+        if replace_unclaimed {
+            query = query.filter(not(unclaimed()));
+        }
+        Ok(query.first::<String>(conn).optional()?.is_some())
+    }
+
+    /// Whether `username_key` belongs to a user other than `me`.
+    pub fn username_taken_by_other(
+        conn: &mut DbConnection,
+        username_key: &str,
+        me: &str,
+    ) -> Result<bool, DbError> {
+        Ok(users::table
+            .filter(users::username_key.eq(username_key))
+            .filter(users::id.ne(me))
+            .select(users::id)
+            .first::<String>(conn)
+            .optional()?
+            .is_some())
+    }
+
+    /// Deletes an unclaimed account (see the module docs) holding `email_key`, other than
+    /// `me`: someone just proved they own the address. Returns the ids deleted.
+    pub fn delete_unclaimed_email(
+        conn: &mut DbConnection,
+        email_key: &str,
+        me: &str,
+    ) -> Result<Vec<String>, DbError> {
+        let doomed = users::table
+            .filter(users::email_key.eq(email_key))
+            .filter(users::id.ne(me))
+            .filter(unclaimed());
+        Ok(diesel::delete(doomed)
+            .returning(users::id)
+            .get_results(conn)?)
+    }
+
+    /// Records a requested email change (replacing any earlier one, whose link then stops
+    /// working), if the password hash is still the one the request verified. `None`: the
+    /// user is gone or the password changed meanwhile.
+    pub fn request_email_change(
+        conn: &mut DbConnection,
+        id: &str,
+        verified_hash: &str,
+        new_email: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<User>, DbError> {
+        let current = users::table
+            .find(id)
+            .filter(users::password_hash.eq(verified_hash));
+        Ok(diesel::update(current)
+            .set((
+                users::pending_email.eq(Some(new_email)),
+                users::email_change_requested_at.eq(Some(db_time(at))),
+            ))
+            .returning(users::all_columns)
+            .get_result(conn)
+            .optional()?)
+    }
+
+    /// Makes the pending address the user's (verified, since the link reached it) and
+    /// clears the pending change, if the row still is what the token was checked against:
+    /// of two uses of one link exactly one succeeds, and a link stops working once a newer
+    /// request, a password change or the change itself has moved the row on. `None`
+    /// otherwise. Another account holding `email_key` is a unique violation
+    /// ([`User::taken`]: `Taken::Email`).
+    pub fn confirm_email_change(
+        conn: &mut DbConnection,
+        change: &PendingEmailChange<'_>,
+        email_key: &str,
+    ) -> Result<Option<User>, DbError> {
+        let current = users::table
+            .find(change.id)
+            .filter(users::password_hash.eq(change.password_hash))
+            .filter(users::email.eq(change.email))
+            .filter(users::pending_email.eq(change.pending_email))
+            .filter(users::email_change_requested_at.eq(change.requested_at));
+        Ok(diesel::update(current)
+            .set((
+                users::email.eq(change.pending_email),
+                users::email_key.eq(email_key),
+                users::email_verified.eq(true),
+                users::pending_email.eq(None::<String>),
+                users::email_change_requested_at.eq(None::<NaiveDateTime>),
+            ))
+            .returning(users::all_columns)
+            .get_result(conn)
+            .optional()?)
+    }
+
+    /// Renames the user, if the password hash is still the one the request verified
+    /// (`None` otherwise, or when the user is gone). A name another account holds is a
+    /// unique violation ([`User::taken`]: `Taken::Username`).
+    pub fn change_username(
+        conn: &mut DbConnection,
+        id: &str,
+        verified_hash: &str,
+        username: &str,
+        username_key: &str,
+    ) -> Result<Option<User>, DbError> {
+        let current = users::table
+            .find(id)
+            .filter(users::password_hash.eq(verified_hash));
+        Ok(diesel::update(current)
+            .set((
+                users::username.eq(username),
+                users::username_key.eq(username_key),
+            ))
+            .returning(users::all_columns)
+            .get_result(conn)
+            .optional()?)
     }
 
     /// Deletes the user; their groups and tokens go with them (ON DELETE CASCADE).

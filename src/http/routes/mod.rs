@@ -110,6 +110,7 @@ macro_rules! route {
     };
 }
 
+mod account_changes;
 mod activation;
 mod auth;
 mod console;
@@ -133,6 +134,7 @@ pub fn all() -> Vec<Route> {
         password_reset::routes(),
         users_me::routes(),
         sessions::routes(),
+        account_changes::routes(),
         users_admin::routes(),
         groups::routes(),
         well_known::routes(),
