@@ -47,6 +47,9 @@ pub struct Binding<'a> {
     pub password_hash: &'a str,
     pub last_login: Option<NaiveDateTime>,
     pub email_verified: bool,
+    /// The address the link was mailed to: once the account moves to another one, a link
+    /// still in the old mailbox must not reset the password (Django binds it too).
+    pub email: &'a str,
 }
 
 /// The user state an email-change token is bound to: the request as the row records it.
@@ -159,6 +162,7 @@ fn message(purpose: Purpose, b: &Binding<'_>, ts: i64) -> Vec<u8> {
         b.password_hash.as_bytes(),
         last_login.as_bytes(),
         verified,
+        b.email.as_bytes(),
         ts.as_bytes(),
     ]
     .join(&0u8)
@@ -191,6 +195,7 @@ mod tests {
             password_hash: "h1",
             last_login: None,
             email_verified: verified,
+            email: "ada@example.com",
         }
     }
 
@@ -215,6 +220,14 @@ mod tests {
         assert!(
             !tokens.check(Purpose::Activation, &changed, &t, now, TTL),
             "password changed"
+        );
+        let moved = Binding {
+            email: "ada@new.example",
+            ..binding(false)
+        };
+        assert!(
+            !tokens.check(Purpose::Activation, &moved, &t, now, TTL),
+            "email changed"
         );
         let other_key = AccountTokens::new(b"another secret, also 32 bytes long");
         assert!(

@@ -36,12 +36,7 @@ pub fn send_account_link(state: &web::Data<AppState>, user: &User, purpose: Purp
         log::error!(target: "latchkey::accounts", "user id {} is not a UUID", user.id);
         return;
     };
-    let binding = Binding {
-        user_id: &user.id,
-        password_hash: &user.password_hash,
-        last_login: user.last_login,
-        email_verified: user.email_verified,
-    };
+    let binding = binding(user);
     let token = state.account_tokens.make(purpose, &binding, Utc::now());
     let accounts = &state.settings.accounts;
     let template = match purpose {
@@ -88,4 +83,15 @@ fn queue_link(state: &web::Data<AppState>, email: Email, purpose: &'static str, 
             Err(e) => log::error!(target: "latchkey::email", "cannot queue email: {e}"),
         }
     });
+}
+
+/// What an activation or reset link of `user` is bound to: the row as it is now.
+pub fn binding(user: &User) -> Binding<'_> {
+    Binding {
+        user_id: &user.id,
+        password_hash: &user.password_hash,
+        last_login: user.last_login,
+        email_verified: user.email_verified,
+        email: &user.email,
+    }
 }

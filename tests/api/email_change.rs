@@ -22,6 +22,7 @@ use crate::ops_helpers::{throttle_on, twin};
 use crate::smtp_sink::SmtpSink;
 
 dual_backend_tests!(
+    a_reset_link_to_the_old_address_dies_with_the_change,
     email_change_mails_the_new_address_a_link_and_the_old_one_a_notice,
     confirmation_link_works_once,
     expired_confirmation_link_is_refused,
@@ -543,6 +544,27 @@ async fn email_change_racing_a_registration_has_one_winner(backend: Backend) {
         let owner = json_ok(owner, 200).await;
         assert_eq!(owner["user"]["id"] == json!(user.id), mine, "round {round}");
     }
+}
+
+/// A reset link still sitting in the old mailbox must not take the account back after it
+/// moved to another address (the link is bound to the address it was mailed to).
+async fn a_reset_link_to_the_old_address_dies_with_the_change(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = TestUser::create(&app).await;
+    assert_eq!(app.request_password_reset(&user.email).await.status(), 202);
+    let reset = app.emailed_link(&user.email, "/password/reset/").await;
+    let link = requested(&app, &user, &new_address()).await;
+    confirmed(&app, &link).await;
+    let resp = app
+        .confirm_password_reset(&json!({
+            "uid": reset.uid,
+            "token": reset.token,
+            "new_password": NEW_PASSWORD,
+            "new_password_confirm": NEW_PASSWORD,
+        }))
+        .await;
+    let body = assert_problem(resp, 400, "validation_failed").await;
+    assert!(body["errors"]["token"].is_array(), "{body}");
 }
 
 async fn sessions_survive_an_email_change(backend: Backend) {

@@ -7,10 +7,10 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::Route;
+use super::users_me::{check_current_password, wrong_password};
 use crate::account_changes::{self, EmailChangeRequest, NotConfirmed, NotRequested};
 use crate::db::models::users::{Taken, User};
 use crate::domain::{Email, UserId, Username};
-use crate::http::account_limit::Account;
 use crate::http::body::{BodySpec, Kind, bounds, required};
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
@@ -70,29 +70,6 @@ const USERNAME_CHANGE: BodySpec = BodySpec {
     ],
     one_of: &[],
 };
-
-fn wrong_password() -> ApiError {
-    ApiError::field("current_password", vec!["Password is incorrect.".into()])
-}
-
-/// A wrong current password is a validation error on `current_password`; every check
-/// counts against the account's own limit, as for the other `current_password` bodies.
-async fn check_current_password(
-    state: &AppState,
-    user: &User,
-    candidate: &str,
-) -> Result<(), ApiError> {
-    state.account_limit.check(Account::User(&user.id))?;
-    if state
-        .hasher
-        .verify(candidate, Some(user.password_hash.clone()))
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(wrong_password())
-    }
-}
 
 fn email_taken() -> ApiError {
     ApiError::Conflict("A user with that email already exists.".into())

@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::Route;
-use crate::auth::account_tokens::{Binding, Purpose};
+use crate::auth::account_tokens::Purpose;
 use crate::db::models::users::User;
 use crate::domain::{Email, UserId};
 use crate::http::body::{BodySpec, Kind, bounds, required};
@@ -75,12 +75,7 @@ pub(super) async fn user_for_token(
         .run(move |conn| User::find(conn, &id))
         .await?
         .ok_or_else(bad_uid)?;
-    let binding = Binding {
-        user_id: &user.id,
-        password_hash: &user.password_hash,
-        last_login: user.last_login,
-        email_verified: user.email_verified,
-    };
+    let binding = mailing::binding(&user);
     let ttl = match purpose {
         Purpose::Activation => state.settings.accounts.activation_ttl,
         Purpose::PasswordReset => state.settings.accounts.reset_ttl,

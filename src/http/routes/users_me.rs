@@ -113,8 +113,14 @@ async fn update_me(
     Ok(HttpResponse::Ok().json(UserView::new(&user, who.groups)))
 }
 
-/// A wrong current password is a validation error on `current_password` (API.md).
-async fn check_current_password(
+/// A wrong current password, as every body with `current_password` reports it.
+pub(super) fn wrong_password() -> ApiError {
+    ApiError::field("current_password", vec!["Password is incorrect.".into()])
+}
+
+/// Checks `candidate` against the caller's password; every check counts against the
+/// account's own limit.
+pub(super) async fn check_current_password(
     state: &AppState,
     user: &User,
     candidate: &str,
@@ -127,10 +133,7 @@ async fn check_current_password(
     {
         Ok(())
     } else {
-        Err(ApiError::field(
-            "current_password",
-            vec!["Password is incorrect.".into()],
-        ))
+        Err(wrong_password())
     }
 }
 
@@ -198,10 +201,7 @@ async fn change_password(
     // A fresh session for the caller; every older one is revoked.
     let Some(pair) = session::change_password(&state, &who.user, &password, &client).await? else {
         // A concurrent change won: the current password checked above is no longer current.
-        return Err(ApiError::field(
-            "current_password",
-            vec!["Password is incorrect.".into()],
-        ));
+        return Err(wrong_password());
     };
     Ok(transport.respond(HttpResponse::Ok(), pair, &state.settings.cookies))
 }
