@@ -236,7 +236,10 @@ fn mentions_a_path(word: &str, root: &Path) -> bool {
                 .iter()
                 .any(|x| e == *x)
         });
-    plain && (word.ends_with(".md") || (word.contains('/') && file_like))
+    // `target/…` is build output (binaries, screenshots): made by the build and the tests,
+    // never in the repository.
+    let output = word.starts_with("target/");
+    plain && !output && (word.ends_with(".md") || (word.contains('/') && file_like))
 }
 
 #[test]
