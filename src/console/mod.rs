@@ -91,7 +91,10 @@ impl Page {
     /// Whether the URL carries a bearer secret (an emailed token), which must not leak in
     /// a `Referer`.
     pub fn carries_token(self) -> bool {
-        matches!(self, Page::Activate | Page::PasswordReset | Page::EmailConfirm)
+        matches!(
+            self,
+            Page::Activate | Page::PasswordReset | Page::EmailConfirm
+        )
     }
 }
 

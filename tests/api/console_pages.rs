@@ -148,7 +148,11 @@ async fn pages_take_only_get_and_head(backend: Backend) {
             .send()
             .await
             .expect("request failed");
-        assert_eq!(header(&resp, "allow").as_deref(), Some("GET, HEAD"), "{path}");
+        assert_eq!(
+            header(&resp, "allow").as_deref(),
+            Some("GET, HEAD"),
+            "{path}"
+        );
         assert_problem(resp, 405, "method_not_allowed").await;
         let head = app
             .client
@@ -161,7 +165,10 @@ async fn pages_take_only_get_and_head(backend: Backend) {
             header(&head, "content-type").as_deref(),
             Some("text/html; charset=utf-8")
         );
-        assert!(head.bytes().await.expect("body").is_empty(), "HEAD has no body");
+        assert!(
+            head.bytes().await.expect("body").is_empty(),
+            "HEAD has no body"
+        );
     }
 }
 
