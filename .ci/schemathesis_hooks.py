@@ -154,10 +154,23 @@ ALLOWED: list[Allowed] = [
             "the caller's current password is not something a schema can hold"),
     Allowed("DELETE /users/me", "current_password", WRONG_PASSWORD,
             "the caller's current password is not something a schema can hold"),
+    Allowed("POST /users/me/email", "current_password", WRONG_PASSWORD,
+            "the caller's current password is not something a schema can hold"),
+    Allowed("POST /users/me/username", "current_password", WRONG_PASSWORD,
+            "the caller's current password is not something a schema can hold"),
+    Allowed("POST /users/me/email", "new_email", "This is already your email address.",
+            "the caller's own address is data, not a pattern"),
+    # The refresh token is optional in the body only because the refresh cookie may carry
+    # it instead: with neither, it is missing (a condition on a cookie no schema states).
+    *[Allowed(op, "refresh_token", "This field is required.",
+              "required unless the refresh cookie is sent")
+      for op in ("POST /auth/token/refresh", "POST /auth/logout")],
     # Emailed links: the uid must name an existing user, the token must be one we signed.
     Allowed("POST /auth/activate", "uid", UNKNOWN_UID, "an unknown user id"),
     Allowed("POST /auth/activate", "token", BAD_LINK_TOKEN, "a token latchkey did not sign"),
     Allowed("POST /auth/password/reset/confirm", "uid", UNKNOWN_UID, "an unknown user id"),
+    Allowed("POST /auth/email/confirm", "uid", UNKNOWN_UID, "an unknown user id"),
+    Allowed("POST /auth/email/confirm", "token", BAD_LINK_TOKEN, "a token latchkey did not sign"),
     Allowed("POST /auth/password/reset/confirm", "token", BAD_LINK_TOKEN,
             "a token latchkey did not sign"),
     *_new_password("POST /auth/register", "password"),
@@ -169,6 +182,7 @@ ALLOWED: list[Allowed] = [
     Allowed("PATCH /users/{id}", "groups", re.compile(r"Object with name=.+ does not exist\."),
             "an unknown group name"),
     *_normalised_names("POST /auth/register", "username", BAD_USERNAME),
+    *_normalised_names("POST /users/me/username", "new_username", BAD_USERNAME),
     *_normalised_names("POST /groups", "name", BAD_GROUP_NAME),
     *_normalised_names("PATCH /users/{id}", "groups", BAD_GROUP_NAME),
     # Custom claims: their size in bytes.

@@ -50,8 +50,16 @@ pub struct TokenTransport {
     /// `refresh_token` in the body uses that cookie. Only from `server.public_url`'s origin
     /// or one of `cors.allowed_origins` (when `Origin` is sent), else 403 `csrf_failed`.
     /// `body` (the default): the refresh token is in the JSON body.
-    #[param(rename = "X-Token-Transport", pattern = "^(cookie|body)$")]
-    x_token_transport: Option<String>,
+    #[param(rename = "X-Token-Transport", inline, nullable = false)]
+    x_token_transport: Option<TransportValue>,
+}
+
+/// The values of `X-Token-Transport`.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportValue {
+    Cookie,
+    Body,
 }
 
 /// Any integer of at least 1, without the `int64` format `u64` would get: the parser takes

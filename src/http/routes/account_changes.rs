@@ -7,6 +7,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::Route;
+use super::activation::{bad_token, bad_uid};
 use super::users_me::{check_current_password, wrong_password};
 use crate::account_changes::{self, EmailChangeRequest, NotConfirmed, NotRequested};
 use crate::db::models::users::{Taken, User};
@@ -77,14 +78,6 @@ fn email_taken() -> ApiError {
 
 fn username_taken() -> ApiError {
     ApiError::Conflict("A user with that username already exists.".into())
-}
-
-fn bad_uid() -> ApiError {
-    ApiError::field("uid", vec!["Invalid user id or user doesn't exist.".into()])
-}
-
-fn bad_token() -> ApiError {
-    ApiError::field("token", vec!["Invalid or expired token.".into()])
 }
 
 /// How long to come back after a refused link: the per-address window of [`LINK_LIMIT`]

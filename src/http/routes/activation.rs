@@ -53,7 +53,7 @@ pub(super) const EMAIL: BodySpec = BodySpec {
     one_of: &[],
 };
 
-fn bad_uid() -> ApiError {
+pub(super) fn bad_uid() -> ApiError {
     ApiError::field("uid", vec!["Invalid user id or user doesn't exist.".into()])
 }
 
