@@ -415,6 +415,10 @@ impl Documented for ProblemCode {
                 when: "the caller is not staff, or the change would leave no active staff user.",
                 detail: "staff only",
             },
+            MfaRequired => About {
+                when: "`mfa.required_for_staff` is on and the staff member's access token comes from a login without a second factor (its `amr` lacks `otp`): log in again with TOTP.",
+                detail: "staff endpoints need a session that passed two-factor login",
+            },
             CsrfFailed => About {
                 when: "the refresh cookie was sent without `X-Token-Transport: cookie`, or `X-Token-Transport: cookie` came from an `Origin` that is neither `server.public_url`'s nor in `cors.allowed_origins`. Nothing was rotated or revoked.",
                 detail: "the refresh cookie is only used with `X-Token-Transport: cookie`",
