@@ -31,6 +31,8 @@ dual_backend_tests!(
     staff_endpoints_can_require_a_second_factor,
     enrolment_refusals,
     the_database_holds_no_secret_and_no_code,
+    the_second_step_has_its_own_throttle,
+    the_second_step_can_answer_with_the_refresh_cookie,
 );
 
 // ---------------------------------------------------------------------------------
@@ -676,4 +678,54 @@ async fn the_database_holds_no_secret_and_no_code(backend: Backend) {
         let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
         assert!(!value.contains(b64.trim_end_matches('=')), "{value}");
     }
+}
+
+async fn the_second_step_has_its_own_throttle(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.throttle.enabled = true;
+        s.throttle.mfa = "2/hour".parse().expect("rate");
+        s.throttle.login = "100/hour".parse().expect("rate");
+        s.throttle.anon = "100/hour".parse().expect("rate");
+    })
+    .await;
+    for _ in 0..2 {
+        assert_problem(
+            code_step(&app, "unknown", "123456").await,
+            401,
+            "token_invalid",
+        )
+        .await;
+    }
+    let resp = code_step(&app, "unknown", "123456").await;
+    assert!(resp.headers().get("retry-after").is_some());
+    assert_problem(resp, 429, "throttled").await;
+    // Its own bucket: the password step is not throttled by it.
+    let resp = app.login_username("nobody", "wrong password").await;
+    assert_problem(resp, 401, "invalid_credentials").await;
+}
+
+async fn the_second_step_can_answer_with_the_refresh_cookie(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = TestUser::create(&app).await;
+    let (auth, _) = enable(&app, &user).await;
+    let mfa_token = password_step(&app, &user).await;
+    let resp = app
+        .client
+        .post(app.url("/auth/login/mfa"))
+        .header("X-Token-Transport", "cookie")
+        .header("Origin", crate::helpers::PUBLIC_URL)
+        .json(&json!({"mfa_token": mfa_token, "code": auth.code(0)}))
+        .send()
+        .await
+        .expect("request failed");
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .expect("a refresh cookie");
+    assert!(cookie.starts_with("latchkey_refresh="), "{cookie}");
+    let body = json_ok(resp, 200).await;
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert_amr(&body, json!(["pwd", "otp"]));
 }

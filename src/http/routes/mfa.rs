@@ -113,7 +113,7 @@ pub struct MfaChallenge {
 #[serde(untagged)]
 #[expect(dead_code, reason = "documents the two shapes of the login answer")]
 pub enum LoginAnswer {
-    LoggedIn(TokenPair),
+    LoggedIn(Box<TokenPair>),
     MfaRequired(MfaChallenge),
 }
 
