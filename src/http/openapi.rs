@@ -57,6 +57,7 @@ const PROBLEM_JSON: &str = "application/problem+json";
         (name = "Login and tokens", description = "Access and refresh tokens: issuing, rotating, checking, revoking."),
         (name = "Password", description = "Changing a known password, or resetting a forgotten one by email."),
         (name = "Current user", description = "The caller's own account."),
+        (name = "Two-factor login", description = "TOTP and recovery codes: enrolment, status, turning it off. The second login step is `/auth/login/mfa`."),
         (name = "Administration", description = "Staff only: every other caller gets 403 `permission_denied`."),
         (name = "Service", description = "For other services and operators: keys, discovery, probes, metrics, this documentation."),
     )

@@ -33,6 +33,7 @@ dual_backend_tests!(
     the_database_holds_no_secret_and_no_code,
     the_second_step_has_its_own_throttle,
     the_second_step_can_answer_with_the_refresh_cookie,
+    a_password_change_ends_a_pending_second_step,
 );
 
 // ---------------------------------------------------------------------------------
@@ -728,4 +729,23 @@ async fn the_second_step_can_answer_with_the_refresh_cookie(backend: Backend) {
     let body = json_ok(resp, 200).await;
     assert!(body.get("refresh_token").is_none(), "{body}");
     assert_amr(&body, json!(["pwd", "otp"]));
+}
+
+async fn a_password_change_ends_a_pending_second_step(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = TestUser::create(&app).await;
+    let (auth, _) = enable(&app, &user).await;
+    let mfa_token = password_step(&app, &user).await;
+    let body = json!({
+        "current_password": user.password,
+        "new_password": crate::helpers::NEW_PASSWORD,
+        "new_password_confirm": crate::helpers::NEW_PASSWORD,
+    });
+    json_ok(app.change_password(&user.access_token, &body).await, 200).await;
+    assert_problem(
+        code_step(&app, &mfa_token, &auth.code(0)).await,
+        401,
+        "token_invalid",
+    )
+    .await;
 }

@@ -32,7 +32,8 @@ use crate::http::views::TokenPair;
 pub(super) fn routes() -> Vec<Route> {
     vec![
         route!(Mfa, login_mfa, LOGIN_MFA),
-        route!(Caller, status),
+        // API.md: every MFA endpoint under /users/me counts against `login`.
+        route!(Credentials, status),
         route!(Credentials, enrol, ENROL),
         route!(Credentials, confirm, CONFIRM),
         route!(Credentials, disable, PASSWORD_AND_CODE),
