@@ -19,6 +19,7 @@ use crate::auth::hash_pool::HashPool;
 use crate::auth::jwt::TokenService;
 use crate::auth::keys::{KeyError, KeySet};
 use crate::auth::password::PasswordHasher;
+use crate::auth::totp::SecretBox;
 use crate::config::{ConfigError, Settings};
 use crate::console::Console;
 use crate::db::models::tokens;
@@ -87,16 +88,18 @@ impl Application {
         let server = HttpServer::new(move || {
             // One governor per level: actix-governor's header middleware needs the service
             // it wraps to have an `Unpin` future, which only a router (app or scope) has.
-            let api = web::scope("").wrap(throttle.user()).service(
-                web::scope("")
-                    .wrap(throttle.anon())
-                    .configure(routes::configure)
-                    .configure(|cfg| {
-                        if console_enabled {
-                            cfg.app_data(console.clone());
-                            routes::configure_pages(cfg);
-                        }
-                    }),
+            let api = web::scope("").wrap(throttle.mfa()).service(
+                web::scope("").wrap(throttle.user()).service(
+                    web::scope("")
+                        .wrap(throttle.anon())
+                        .configure(routes::configure)
+                        .configure(|cfg| {
+                            if console_enabled {
+                                cfg.app_data(console.clone());
+                                routes::configure_pages(cfg);
+                            }
+                        }),
+                ),
             );
             // Middleware listed from the innermost out: a request meets them bottom-up.
             App::new()
@@ -172,7 +175,11 @@ fn spawn_token_purge(db: Database) {
         loop {
             tick.tick().await;
             let purged = db
-                .write(|conn| tokens::delete_expired(conn, Utc::now(), tokens::PURGE_BATCH))
+                .write(|conn| {
+                    // Expired second-step tokens go with the expired refresh tokens.
+                    crate::db::models::mfa::delete_expired_tokens(conn, Utc::now())?;
+                    tokens::delete_expired(conn, Utc::now(), tokens::PURGE_BATCH)
+                })
                 .await;
             match purged {
                 Ok((tokens, families)) => log::info!(target: "latchkey::db",
@@ -193,7 +200,10 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     let keys = KeySet::load(&settings.jwt, &url)?;
     let mailer = Mailer::new(&settings.email)?;
     let db = Database::connect(&settings.database, settings.database.migrate_on_start)?;
-    let account_tokens = AccountTokens::new(&account_token_secret(&settings, &keys)?);
+    let account_secret = account_token_secret(&settings, &keys)?;
+    let account_tokens = AccountTokens::new(&account_secret);
+    let totp = SecretBox::new(&account_secret)
+        .map_err(|e| ConfigError(format!("`accounts.token_secret`: {e}")))?;
     let jwt = &settings.jwt;
     let tokens = TokenService::new(
         keys,
@@ -229,6 +239,7 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         hasher,
         policy,
         account_tokens,
+        totp,
         outbox,
         metrics,
     })

@@ -11,7 +11,7 @@ use crate::app::{Application, StartupError};
 use crate::auth::{keys, password};
 use crate::config::{JwtAlgorithm, Settings};
 use crate::db::models::users::{NewUser, Taken, User};
-use crate::db::models::{db_time, tokens};
+use crate::db::models::{db_time, mfa, tokens};
 use crate::db::{Database, DbConnection};
 use crate::domain::{Email, PasswordPolicy, UserId, Username};
 
@@ -47,6 +47,17 @@ enum Command {
     FlushExpired,
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// User account utilities.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UsersCommand {
+    /// Remove a user's TOTP secret and recovery codes and end their sessions (lost device).
+    MfaReset { username: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,6 +92,9 @@ pub fn run(cli: Cli) -> ExitCode {
             .map_err(StartupError::from),
         Command::FlushExpired => flush_expired(),
         Command::CheckConfig => check_config(),
+        Command::Users {
+            command: UsersCommand::MfaReset { username },
+        } => mfa_reset(&username),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,7 +129,20 @@ fn open_database() -> Result<(Settings, DbConnection), StartupError> {
 fn flush_expired() -> Result<(), StartupError> {
     let (_, mut conn) = open_database()?;
     let (tokens, families) = tokens::delete_expired(&mut conn, Utc::now(), tokens::PURGE_BATCH)?;
+    mfa::delete_expired_tokens(&mut conn, Utc::now())?;
     println!("deleted {tokens} expired refresh tokens and {families} expired token families");
+    Ok(())
+}
+
+fn mfa_reset(username: &str) -> Result<(), StartupError> {
+    let (_, mut conn) = open_database()?;
+    let user = User::find_by_username_key(&mut conn, &Username::key_of(username))?
+        .ok_or_else(|| crate::config::ConfigError(format!("no user named {username:?}")))?;
+    mfa::remove(&mut conn, &user.id, None, "mfa_reset", Utc::now())?;
+    println!(
+        "two-factor login removed for {}; their sessions are revoked",
+        user.username
+    );
     Ok(())
 }
 

@@ -31,6 +31,30 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub cookies: CookieSettings,
     pub console: ConsoleSettings,
+    pub mfa: MfaSettings,
+}
+
+/// TOTP two-factor login (API.md "Two-factor login").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MfaSettings {
+    /// The issuer authenticator apps show; unset: `accounts.site_name`.
+    pub issuer: Option<String>,
+    /// Staff endpoints answer 403 `mfa_required` to a session that did not pass TOTP.
+    pub required_for_staff: bool,
+    /// Lifetime of the `mfa_token` between the password and the code.
+    #[serde(with = "duration")]
+    pub token_ttl: Duration,
+}
+
+impl Default for MfaSettings {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            required_for_staff: false,
+            token_ttl: Duration::from_secs(300),
+        }
+    }
 }
 
 /// The web console and the pages behind the email links.
@@ -282,6 +306,8 @@ pub struct ThrottleSettings {
     pub anon: Rate,
     pub user: Rate,
     pub login: Rate,
+    /// Per client IP, `/auth/login/mfa`.
+    pub mfa: Rate,
 }
 
 impl Default for ThrottleSettings {
@@ -291,6 +317,7 @@ impl Default for ThrottleSettings {
             anon: Rate::per(120, RateUnit::Minute),
             user: Rate::per(1200, RateUnit::Minute),
             login: Rate::per(10, RateUnit::Minute),
+            mfa: Rate::per(10, RateUnit::Minute),
         }
     }
 }
@@ -581,7 +608,7 @@ impl Settings {
     /// JWT `exp` seconds, timers): an out-of-range value stops start-up here, naming its
     /// key, instead of overflowing later. Zero is refused where it would break the
     /// service (a pool that never waits, tokens or links that are never valid).
-    fn durations(&self) -> [(&'static str, Duration, RangeInclusive<Duration>); 10] {
+    fn durations(&self) -> [(&'static str, Duration, RangeInclusive<Duration>); 11] {
         const MS: Duration = Duration::from_millis(1);
         const S: Duration = Duration::from_secs(1);
         const MINUTE: Duration = Duration::from_secs(60);
@@ -606,6 +633,7 @@ impl Settings {
             ("jwt.leeway", jwt.leeway, Duration::ZERO..=5 * MINUTE),
             ("accounts.activation_ttl", accounts.activation_ttl, S..=YEAR),
             ("accounts.reset_ttl", accounts.reset_ttl, S..=YEAR),
+            ("mfa.token_ttl", self.mfa.token_ttl, S..=HOUR),
             (
                 "accounts.email_change_ttl",
                 accounts.email_change_ttl,
@@ -641,6 +669,14 @@ impl Settings {
         let default_port = if scheme == "https" { ":443" } else { ":80" };
         let host = host.strip_suffix(default_port).unwrap_or(&host);
         format!("{scheme}://{host}")
+    }
+
+    /// The issuer authenticator apps show: `mfa.issuer`, defaulting to `accounts.site_name`.
+    pub fn mfa_issuer(&self) -> &str {
+        self.mfa
+            .issuer
+            .as_deref()
+            .unwrap_or(&self.accounts.site_name)
     }
 
     /// The public URL without a trailing slash, ready to have paths appended.

@@ -6,4 +6,5 @@ pub mod hash_pool;
 pub mod jwt;
 pub mod keys;
 pub mod password;
+pub mod totp;
 mod verified_cache;

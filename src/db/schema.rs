@@ -21,6 +21,7 @@ diesel::table! {
         disabled_by_staff -> Bool,
         pending_email -> Nullable<Text>,
         email_change_requested_at -> Nullable<Timestamp>,
+        mfa_enabled -> Bool,
     }
 }
 
@@ -105,5 +106,32 @@ diesel::table! {
         purpose -> Nullable<Text>,
         sent_at -> Nullable<Timestamp>,
         failed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    user_totp (user_id) {
+        user_id -> Text,
+        secret -> Nullable<Text>,
+        pending_secret -> Nullable<Text>,
+        last_step -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Text,
+        code_hash -> Text,
+    }
+}
+
+diesel::table! {
+    mfa_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        password_fingerprint -> Text,
+        expires_at -> Timestamp,
+        failures -> Integer,
+        used -> Bool,
     }
 }

@@ -32,6 +32,7 @@ pub enum ProblemCode {
     TokenReused,
     AccountInactive,
     PermissionDenied,
+    MfaRequired,
     CsrfFailed,
     NotFound,
     MethodNotAllowed,
@@ -79,6 +80,11 @@ impl ProblemCode {
                 "permission_denied",
                 StatusCode::FORBIDDEN,
                 "Permission denied",
+            ),
+            MfaRequired => (
+                "mfa_required",
+                StatusCode::FORBIDDEN,
+                "Two-factor login required",
             ),
             CsrfFailed => ("csrf_failed", StatusCode::FORBIDDEN, "CSRF check failed"),
             NotFound => ("not_found", StatusCode::NOT_FOUND, "Not found"),
@@ -153,6 +159,9 @@ pub enum ApiError {
     TokenReused,
     #[error("{0}")]
     PermissionDenied(&'static str),
+    /// A staff endpoint, with `mfa.required_for_staff`, called by a session without `otp`.
+    #[error("staff endpoints need a session that passed two-factor login")]
+    MfaRequired,
     /// A request that uses (or asks for) the refresh cookie failed the CSRF rule.
     #[error("{0}")]
     CsrfFailed(&'static str),
@@ -193,6 +202,7 @@ impl ApiError {
             Self::TokenRevoked => P::TokenRevoked,
             Self::TokenReused => P::TokenReused,
             Self::PermissionDenied(_) => P::PermissionDenied,
+            Self::MfaRequired => P::MfaRequired,
             Self::CsrfFailed(_) => P::CsrfFailed,
             Self::NotFound => P::NotFound,
             Self::MethodNotAllowed { .. } => P::MethodNotAllowed,

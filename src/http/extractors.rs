@@ -102,16 +102,31 @@ impl FromRequest for StaffUser {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let required_for_staff = req
+            .app_data::<web::Data<AppState>>()
+            .is_some_and(|state| state.settings.mfa.required_for_staff);
         let who = AuthenticatedUser::from_request(req, payload);
         Box::pin(async move {
             let who = who.await?;
-            if who.user.is_staff {
-                Ok(StaffUser(who))
-            } else {
-                Err(ApiError::PermissionDenied("staff only").into())
+            if !who.user.is_staff {
+                return Err(ApiError::PermissionDenied("staff only").into());
             }
+            // Authorization first: only a staff member learns that a second factor is due.
+            if required_for_staff && !passed_otp(&who.token) {
+                return Err(ApiError::MfaRequired.into());
+            }
+            Ok(StaffUser(who))
         })
     }
+}
+
+/// Whether an access token's `amr` (RFC 8176) includes a one-time password.
+fn passed_otp(token: &Verified) -> bool {
+    token
+        .claims
+        .get("amr")
+        .and_then(|amr| amr.as_array())
+        .is_some_and(|methods| methods.iter().any(|m| m.as_str() == Some("otp")))
 }
 
 /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).

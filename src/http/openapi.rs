@@ -57,6 +57,7 @@ const PROBLEM_JSON: &str = "application/problem+json";
         (name = "Login and tokens", description = "Access and refresh tokens: issuing, rotating, checking, revoking."),
         (name = "Password", description = "Changing a known password, or resetting a forgotten one by email."),
         (name = "Current user", description = "The caller's own account."),
+        (name = "Two-factor login", description = "TOTP and recovery codes: enrolment, status, turning it off. The second login step is `/auth/login/mfa`."),
         (name = "Administration", description = "Staff only: every other caller gets 403 `permission_denied`."),
         (name = "Service", description = "For other services and operators: keys, discovery, probes, metrics, this documentation."),
     )
@@ -414,6 +415,10 @@ impl Documented for ProblemCode {
             PermissionDenied => About {
                 when: "the caller is not staff, or the change would leave no active staff user.",
                 detail: "staff only",
+            },
+            MfaRequired => About {
+                when: "`mfa.required_for_staff` is on and the staff member's access token comes from a login without a second factor (its `amr` lacks `otp`): log in again with TOTP.",
+                detail: "staff endpoints need a session that passed two-factor login",
             },
             CsrfFailed => About {
                 when: "the refresh cookie was sent without `X-Token-Transport: cookie`, or `X-Token-Transport: cookie` came from an `Origin` that is neither `server.public_url`'s nor in `cors.allowed_origins`. Nothing was rotated or revoked.",

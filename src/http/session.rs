@@ -31,12 +31,12 @@ struct Minted {
 }
 
 impl Minted {
-    /// The first token of a new session, used by `client`, after a password login.
-    fn opening<'a>(&'a self, client: &'a Client) -> Opening<'a> {
+    /// The first token of a new session, used by `client`, after a login by `amr`.
+    fn opening<'a>(&'a self, client: &'a Client, amr: &'a str) -> Opening<'a> {
         Opening {
             first: self.issued(),
             device: client.device(),
-            amr: PASSWORD,
+            amr,
         }
     }
 
@@ -88,6 +88,17 @@ pub async fn open(
     touch_login: bool,
     client: &Client,
 ) -> Result<TokenPair, ApiError> {
+    open_by(state, user, touch_login, client, PASSWORD).await
+}
+
+/// [`open`], for a session authenticated by `amr` (space-separated RFC 8176 values).
+pub async fn open_by(
+    state: &AppState,
+    user: &User,
+    touch_login: bool,
+    client: &Client,
+    amr: &'static str,
+) -> Result<TokenPair, ApiError> {
     let now = Utc::now();
     let (minted, refresh) = mint(state, &user.id, None, now)?;
     let sid = minted.id.fam.clone();
@@ -97,7 +108,7 @@ pub async fn open(
         .db
         .write(move |conn| {
             let new = NewSession {
-                opening: minted.opening(&client),
+                opening: minted.opening(&client, amr),
                 verified_hash: &verified_hash,
                 touch_login,
             };
@@ -105,7 +116,7 @@ pub async fn open(
         })
         .await?;
     match started {
-        Ok((user, groups)) => pair(state, &user, groups, Fresh::new(refresh, &sid, PASSWORD)),
+        Ok((user, groups)) => pair(state, &user, groups, Fresh::new(refresh, &sid, amr)),
         Err(refused) => Err(refusal(state, refused)),
     }
 }
@@ -242,7 +253,7 @@ async fn replace(
                 why,
                 new_session: new_session
                     .as_ref()
-                    .map(|(minted, client)| minted.opening(client)),
+                    .map(|(minted, client)| minted.opening(client, PASSWORD)),
             };
             accounts::replace_password(conn, &change, Utc::now())
         })
@@ -251,6 +262,9 @@ async fn replace(
 
 /// The `amr` of a session started by a password (RFC 8176).
 const PASSWORD: &str = "pwd";
+
+/// The `amr` of a session started by a password and a one-time code (TOTP or recovery).
+pub const PASSWORD_AND_OTP: &str = "pwd otp";
 
 /// The refresh token of a pair and the session it belongs to.
 struct Fresh<'a> {

@@ -6,6 +6,7 @@ use super::error::ApiError;
 use crate::auth::account_tokens::AccountTokens;
 use crate::auth::jwt::TokenService;
 use crate::auth::password::PasswordHasher;
+use crate::auth::totp::SecretBox;
 use crate::config::Settings;
 use crate::db::Database;
 use crate::domain::{Password, PasswordPolicy, Problems};
@@ -20,6 +21,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub policy: PasswordPolicy,
     pub account_tokens: AccountTokens,
+    /// Seals the TOTP secrets stored in the database.
+    pub totp: SecretBox,
     pub outbox: Outbox,
     pub metrics: Metrics,
 }

@@ -77,6 +77,7 @@ enum Scope {
     Anon,
     User,
     Login,
+    Mfa,
 }
 
 /// Each operation's [`Limit`], matched the way the router matches: the same path
@@ -149,6 +150,8 @@ impl KeyExtractor for ScopeKey {
         Ok(match self.scope {
             Scope::Login if limit == Limit::Credentials => ip_key(),
             Scope::Login => ThrottleKey::Exempt,
+            Scope::Mfa if limit == Limit::Mfa => ip_key(),
+            Scope::Mfa => ThrottleKey::Exempt,
             Scope::Anon if caller.token.is_none() => ip_key(),
             Scope::User => match &caller.token {
                 Some(token) => ThrottleKey::User(token.subject.clone()),
@@ -190,6 +193,7 @@ pub struct Throttle {
     pub anon: ScopeConfig,
     pub user: ScopeConfig,
     pub login: ScopeConfig,
+    pub mfa: ScopeConfig,
 }
 
 fn scope(
@@ -221,6 +225,7 @@ impl Throttle {
             anon: scope("anon", Scope::Anon, settings.anon, on, &routes)?,
             user: scope("user", Scope::User, settings.user, on, &routes)?,
             login: scope("login", Scope::Login, settings.login, on, &routes)?,
+            mfa: scope("mfa", Scope::Mfa, settings.mfa, on, &routes)?,
         })
     }
 
@@ -236,6 +241,10 @@ impl Throttle {
         Governor::new(&self.login)
     }
 
+    pub fn mfa(&self) -> Governor<ScopeKey, StateInformationMiddleware> {
+        Governor::new(&self.mfa)
+    }
+
     /// Forgets keys whose buckets are full again, so memory stays bounded by the clients
     /// seen in the last few minutes. Runs until the server's runtime stops.
     pub fn spawn_purge(&self, every: Duration) {
@@ -243,6 +252,7 @@ impl Throttle {
             self.anon.limiter().clone(),
             self.user.limiter().clone(),
             self.login.limiter().clone(),
+            self.mfa.limiter().clone(),
         ];
         drop(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);

@@ -29,6 +29,8 @@ pub struct UserView {
     pub claims: Map<String, Value>,
     pub date_joined: DateTime<Utc>,
     pub last_login: Option<DateTime<Utc>>,
+    /// Whether login asks for a second factor (TOTP).
+    pub mfa_enabled: bool,
 }
 
 impl UserView {
@@ -47,6 +49,7 @@ impl UserView {
             claims: custom_claims(user),
             date_joined: utc(user.date_joined),
             last_login: user.last_login.map(utc),
+            mfa_enabled: user.mfa_enabled,
         }
     }
 }

@@ -48,6 +48,7 @@ mod jwks;
 mod key_rotation;
 mod limits;
 mod login;
+mod mfa;
 mod observability;
 mod openapi;
 mod password_reset;

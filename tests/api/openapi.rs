@@ -23,6 +23,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/auth/activate"),
     ("post", "/auth/activate/resend"),
     ("post", "/auth/login"),
+    ("post", "/auth/login/mfa"),
+    ("get", "/users/me/mfa"),
+    ("post", "/users/me/mfa/totp"),
+    ("delete", "/users/me/mfa/totp"),
+    ("post", "/users/me/mfa/totp/confirm"),
+    ("post", "/users/me/mfa/recovery-codes"),
+    ("delete", "/users/{id}/mfa"),
     ("post", "/auth/token/refresh"),
     ("post", "/auth/token/verify"),
     ("post", "/auth/logout"),
@@ -60,6 +67,12 @@ const ROUTES: &[(&str, &str)] = &[
 /// Operations that take `Authorization: Bearer`.
 const PROTECTED: &[(&str, &str)] = &[
     ("post", "/auth/logout/all"),
+    ("get", "/users/me/mfa"),
+    ("post", "/users/me/mfa/totp"),
+    ("delete", "/users/me/mfa/totp"),
+    ("post", "/users/me/mfa/totp/confirm"),
+    ("post", "/users/me/mfa/recovery-codes"),
+    ("delete", "/users/{id}/mfa"),
     ("get", "/users/me"),
     ("patch", "/users/me"),
     ("delete", "/users/me"),
@@ -295,6 +308,7 @@ const TOKEN_TRANSPORT: &[(&str, &str)] = &[
     ("post", "/auth/register"),
     ("post", "/auth/activate"),
     ("post", "/auth/login"),
+    ("post", "/auth/login/mfa"),
     ("post", "/auth/token/refresh"),
     ("post", "/auth/logout"),
     ("post", "/users/me/password"),
@@ -552,7 +566,7 @@ async fn request_fields_state_their_constraints(backend: Backend) {
             }
         }
     }
-    assert_eq!(bodies, 17, "operations with a request body");
+    assert_eq!(bodies, 22, "operations with a request body");
 
     let register = &doc["components"]["schemas"]["RegisterRequest"]["properties"];
     assert_eq!(register["username"]["minLength"], 1);

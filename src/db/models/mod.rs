@@ -6,6 +6,7 @@
 //! execution (a full parse per query, measured at about a tenth of a verify request's CPU).
 
 pub mod groups;
+pub mod mfa;
 pub mod outbox;
 pub mod tokens;
 pub mod user_list;

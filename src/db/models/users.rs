@@ -49,6 +49,7 @@ pub struct User {
     pub pending_email: Option<String>,
     /// When that change was requested; its emailed token is bound to it.
     pub email_change_requested_at: Option<NaiveDateTime>,
+    pub mfa_enabled: bool,
 }
 
 /// An email change as its confirmation token saw it: the confirming write happens only if

@@ -268,9 +268,11 @@ enum LoginName {
     summary = "Log in",
     description = "Checks `password` against the account named by `username` or `email` \
                    and updates its `last_login`. An unknown user costs as much time as a \
-                   wrong password.",
+                   wrong password. With two-factor login on for the account, the answer is \
+                   `{\"mfa_required\": true, \"mfa_token\", \"methods\"}` instead, with no \
+                   tokens and `last_login` unchanged: finish at `/auth/login/mfa`.",
     params(TokenTransport),
-    responses((status = 200, description = "A new session.", body = TokenPair)),
+    responses((status = 200, description = "A new session, or the two-factor challenge.", body = super::mfa::LoginAnswer)),
     extensions(("x-problems" = json!([
         Code::InvalidCredentials,
         Code::AccountInactive,
@@ -322,6 +324,9 @@ async fn login(
         return Err(ApiError::AccountInactive(
             user.inactive_reason(verification),
         ));
+    }
+    if user.mfa_enabled {
+        return super::mfa::challenge(&state, &user).await;
     }
     let pair = session::open(&state, &user, true, &client).await?;
     Ok(transport.respond(HttpResponse::Ok(), pair, &state.settings.cookies))

@@ -50,7 +50,7 @@ struct GroupView {
     description = "Every group with its number of members.",
     security(("bearer" = [])),
     responses((status = 200, description = "All groups.", body = [GroupView])),
-    extensions(("x-problems" = json!([Code::PermissionDenied]))),
+    extensions(("x-problems" = json!([Code::PermissionDenied, Code::MfaRequired]))),
 )]
 async fn list(state: web::Data<AppState>, _staff: StaffUser) -> Result<HttpResponse, ApiError> {
     let all = state.db.run(groups::all_with_member_counts).await?;
@@ -70,7 +70,8 @@ async fn list(state: web::Data<AppState>, _staff: StaffUser) -> Result<HttpRespo
     description = "Members are added with `PATCH /users/{id}`.",
     security(("bearer" = [])),
     responses((status = 201, description = "The new, empty group.", body = GroupView)),
-    extensions(("x-problems" = json!([Code::PermissionDenied, Code::Conflict]))),
+    extensions(("x-problems" = json!([Code::PermissionDenied,
+        Code::MfaRequired, Code::Conflict]))),
 )]
 async fn create(
     state: web::Data<AppState>,
@@ -108,7 +109,8 @@ async fn create(
     security(("bearer" = [])),
     params(("name" = String, Path, description = "The group's name.")),
     responses((status = 204, description = "The group is deleted.")),
-    extensions(("x-problems" = json!([Code::PermissionDenied, Code::NotFound]))),
+    extensions(("x-problems" = json!([Code::PermissionDenied,
+        Code::MfaRequired, Code::NotFound]))),
 )]
 async fn delete(
     state: web::Data<AppState>,

@@ -25,6 +25,8 @@ pub enum Limit {
     Caller,
     /// Takes credentials or mails an address: the shared `login` bucket too.
     Credentials,
+    /// The second login step (`/auth/login/mfa`): the `mfa` bucket too.
+    Mfa,
 }
 
 /// One operation of the API.
@@ -119,6 +121,7 @@ mod docs;
 mod groups;
 mod health;
 mod metrics;
+mod mfa;
 mod password_reset;
 mod sessions;
 mod users_admin;
@@ -130,6 +133,7 @@ mod well_known;
 pub fn all() -> Vec<Route> {
     [
         auth::routes(),
+        mfa::routes(),
         activation::routes(),
         password_reset::routes(),
         users_me::routes(),

@@ -173,7 +173,8 @@ async fn end_my_other_sessions(
     security(("bearer" = [])),
     params(("id" = String, Path, format = "uuid", description = "The user's id.")),
     responses((status = 200, description = "The sessions.", body = Vec<SessionView>)),
-    extensions(("x-problems" = json!([Code::PermissionDenied, Code::NotFound]))),
+    extensions(("x-problems" = json!([Code::PermissionDenied,
+        Code::MfaRequired, Code::NotFound]))),
 )]
 async fn user_sessions(
     state: web::Data<AppState>,

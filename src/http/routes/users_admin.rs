@@ -183,6 +183,7 @@ enum Listing {
         Code::MalformedRequest,
         Code::ValidationFailed,
         Code::PermissionDenied,
+        Code::MfaRequired,
         Code::NotFound,
     ]))),
 )]
@@ -264,7 +265,8 @@ pub(super) fn user_id(path: &web::Path<String>) -> Result<String, ApiError> {
     security(("bearer" = [])),
     params(("id" = String, Path, format = "uuid", description = "The user's id.")),
     responses((status = 200, description = "The user.", body = UserView)),
-    extensions(("x-problems" = json!([Code::PermissionDenied, Code::NotFound]))),
+    extensions(("x-problems" = json!([Code::PermissionDenied,
+        Code::MfaRequired, Code::NotFound]))),
 )]
 async fn read(
     state: web::Data<AppState>,
@@ -292,7 +294,8 @@ async fn read(
     security(("bearer" = [])),
     params(("id" = String, Path, format = "uuid", description = "The user's id.")),
     responses((status = 200, description = "The updated user.", body = UserView)),
-    extensions(("x-problems" = json!([Code::PermissionDenied, Code::NotFound]))),
+    extensions(("x-problems" = json!([Code::PermissionDenied,
+        Code::MfaRequired, Code::NotFound]))),
 )]
 async fn update(
     state: web::Data<AppState>,
@@ -369,7 +372,8 @@ async fn update(
     security(("bearer" = [])),
     params(("id" = String, Path, format = "uuid", description = "The user's id.")),
     responses((status = 204, description = "The user is deleted.")),
-    extensions(("x-problems" = json!([Code::PermissionDenied, Code::NotFound]))),
+    extensions(("x-problems" = json!([Code::PermissionDenied,
+        Code::MfaRequired, Code::NotFound]))),
 )]
 async fn delete(
     state: web::Data<AppState>,
