@@ -684,6 +684,7 @@ step("email change: field errors, the link sent to the new address, then sign-in
   assert.equal((await call("POST", "/auth/login", { email: fresh, password: ada.reset })).status, 401, "nothing changed before the link");
   await page.goto(link);
   await message(`Your email address is now ${fresh}.`);
+  await shots("console-email-confirm");
   await page.goto(link); // works once
   await message("invalid, has expired, or was superseded");
   await page.getByRole("link", { name: "Go to your account" }).click();
