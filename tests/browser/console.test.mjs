@@ -7,9 +7,11 @@
 //
 // Screenshots go to target/browser/console-*.png at the repository root. The walk: sign up,
 // the emailed activation link, sign in, profile, password change, sign out; the emailed
-// reset link; "staff only" for a non-staff user; a staff member searching 1,000 seeded users,
-// deactivating one (whose session then dies), groups and claims (with their field errors),
-// creating and deleting a group, deleting a user; then deleting one's own account. Any
+// reset link; the session list (signing out one device, then the others); "staff only" for a
+// non-staff user; a staff member searching 1,000 seeded users, a user's sessions, deactivating
+// the user (whose session then dies), groups and claims (with their field errors), creating
+// and deleting a group, deleting a user; email change through the emailed link, username
+// change; then deleting one's own account. Any
 // script error, CSP violation or request to another origin fails the run. Each step is a
 // node:test test; after a failure the rest are skipped.
 
@@ -39,6 +41,12 @@ const stamp = Date.now().toString(36);
 const ada = { username: `ada_${stamp}`, email: `ada_${stamp}@example.com`, password: "Lighthouse-keeper-1843", changed: "Difference-engine-1822", reset: "Analytical-engine-1837" };
 const admin = { username: "admin", email: "admin@example.com", password: "Staff-only-door-2026" };
 const victim = { username: `victim_${stamp}`, email: `victim_${stamp}@example.com`, password: "Jacquard-loom-1804", id: "", refresh: "" };
+// Other devices of Ada's, signed in from node with these user agents: name -> refresh token.
+const DEVICES = {
+  "Safari on iOS": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+  "Firefox on Windows": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
+};
+const devices = new Map();
 
 const s = {
   work: "",
@@ -159,8 +167,7 @@ after(async () => {
 // ---------------------------------------------------------------- helpers
 
 /** A JSON call from node (no browser, no cookie): the refresh token travels in the body. */
-async function call(method, path, body, token) {
-  const headers = {};
+async function call(method, path, body, token, headers = {}) {
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   const res = await fetch(`${s.origin}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -258,6 +265,15 @@ async function listStatus(pattern) {
   ).catch(async () => assert.fail(`the list says "${await count.textContent()}", expected ${pattern}`));
   return count.textContent();
 }
+/** The session list's items once there are `n`. */
+async function sessionRows(list, n) {
+  const rows = s.page.locator(`${list} li`);
+  await s.page
+    .waitForFunction(([sel, count]) => document.querySelectorAll(sel).length === count && !/Loading/.test(document.querySelector(sel).textContent), [`${list} li`, n], { timeout: STEP_TIMEOUT_MS })
+    .catch(async () => assert.fail(`${list} has ${await rows.count()} items, expected ${n}: ${await s.page.locator(list).textContent()}`));
+  return rows;
+}
+
 const firstUser = () => s.page.locator("#users-body tr").first().locator("td").first().textContent();
 
 // ---------------------------------------------------------------- the steps
@@ -320,7 +336,7 @@ step("set-up: latchkey with a superuser, Chromium watching for errors", async ()
 });
 
 step("the pages come with the CSP, their assets from {{static}}, nothing inline", async () => {
-  for (const path of ["/console", "/console/admin", "/activate/x/y", "/password/reset/x/y"]) {
+  for (const path of ["/console", "/console/admin", "/activate/x/y", "/password/reset/x/y", "/email/confirm/x/y"]) {
     const res = await fetch(`${s.origin}${path}`);
     assert.equal(res.status, 200, `GET ${path}`);
     assert.equal(res.headers.get("content-security-policy"), CSP, `GET ${path}: the CSP`);
@@ -443,6 +459,49 @@ step("password reset: the emailed link, a weak password refused under the field,
   await signIn(ada, ada.reset, ada.email); // by email this time
 });
 
+step("sessions: this browser and two other devices, each described", async () => {
+  for (const [name, ua] of Object.entries(DEVICES)) {
+    const login = await call("POST", "/auth/login", { email: ada.email, password: ada.reset }, undefined, { "User-Agent": ua });
+    assert.equal(login.status, 200, login.text);
+    devices.set(name, login.body.refresh_token);
+  }
+  const page = s.page;
+  await page.reload();
+  const rows = await sessionRows("#sessions", 3);
+  const texts = await rows.allTextContents();
+  for (const name of Object.keys(DEVICES)) assert.ok(texts.some((t) => t.startsWith(name) && /Last used .* from 127\.0\.0\.1/.test(t)), `a row for ${name}: ${texts}`);
+  const here = rows.filter({ hasText: "this device" });
+  assert.equal(await here.count(), 1, "one row is this device");
+  assert.match(await here.textContent(), /^Chrome on Linux/);
+  assert.equal(await here.getByRole("button").count(), 0, "this device's row has no button of its own");
+  await shots("console-sessions");
+});
+
+step("sessions: 'Sign out' on one row ends that session only", async () => {
+  const page = s.page;
+  await page.getByRole("button", { name: /^Sign out Safari on iOS, last used / }).click();
+  await visible(byText("#sessions-message", "Safari on iOS is signed out."));
+  const texts = await (await sessionRows("#sessions", 2)).allTextContents();
+  assert.ok(!texts.some((t) => t.startsWith("Safari on iOS")), `the phone is gone: ${texts}`);
+  const phone = await call("POST", "/auth/token/refresh", { refresh_token: devices.get("Safari on iOS") });
+  assert.equal(phone.status, 401, `the signed-out phone's refresh: ${phone.text}`);
+  assert.equal(phone.body.code, "token_revoked");
+  const pc = await call("POST", "/auth/token/refresh", { refresh_token: devices.get("Firefox on Windows") });
+  assert.equal(pc.status, 200, `the other device goes on: ${pc.text}`);
+  devices.set("Firefox on Windows", pc.body.refresh_token);
+});
+
+step("sessions: 'Sign out other devices' leaves only this one", async () => {
+  const page = s.page;
+  await page.getByRole("button", { name: "Sign out other devices" }).click();
+  await visible(byText("#sessions-message", "Your other devices are signed out."));
+  assert.match(await (await sessionRows("#sessions", 1)).textContent(), /this device/);
+  const pc = await call("POST", "/auth/token/refresh", { refresh_token: devices.get("Firefox on Windows") });
+  assert.equal(pc.status, 401, `the signed-out computer's refresh: ${pc.text}`);
+  await page.reload(); // this browser's session lives on
+  await visible(page.locator("#signed-in"));
+});
+
 step("a non-staff user at /console/admin sees 'staff only'", async () => {
   await s.page.goto(`${s.origin}/console/admin`);
   await visible(s.page.getByRole("heading", { name: "Staff only" }));
@@ -457,7 +516,7 @@ step(`seed: a user with a live session, and ${SEED} more users`, async () => {
   victim.id = registered.body.user.id;
   const [, uid, token] = (await mailLink(victim.email, "activate")).match(/\/activate\/([^/]+)\/([^/]+)$/);
   assert.equal((await call("POST", "/auth/activate", { uid, token })).status, 200);
-  const login = await call("POST", "/auth/login", { username: victim.username, password: victim.password });
+  const login = await call("POST", "/auth/login", { username: victim.username, password: victim.password }, undefined, { "User-Agent": "curl/8.5.0" });
   assert.equal(login.status, 200, login.text);
   victim.refresh = login.body.refresh_token;
   const verify = await call("POST", "/auth/token/verify", { token: victim.refresh });
@@ -516,16 +575,21 @@ step("search (debounced, server-side), filters, ordering and pages", async () =>
   await page.getByLabel("Staff").selectOption("");
 });
 
-step("a user's page: deactivating ends that user's session", async () => {
+step("a user's page lists their sessions; deactivating ends them", async () => {
   const page = s.page;
   await page.getByLabel("Search").fill(victim.username);
   await listStatus(/^1 user/);
   await page.getByRole("link", { name: victim.username }).click();
   await visible(page.getByRole("heading", { name: victim.username }));
   assert.match(page.url(), new RegExp(`#user/${victim.id}$`));
+  // The activation signed in too (user agent "node"), then the login from "curl".
+  const texts = await (await sessionRows("#u-sessions", 2)).allTextContents();
+  assert.ok(texts.some((t) => t.startsWith("curl/8.5.0")) && texts.some((t) => t.startsWith("node")), `both sessions: ${texts}`);
+  await shots("console-admin-user");
   await page.getByRole("button", { name: "Deactivate" }).click();
   await message("deactivated");
   await visible(page.getByRole("button", { name: "Activate / approve" }));
+  assert.equal(await (await sessionRows("#u-sessions", 1)).textContent(), "No live sessions.");
   const refresh = await call("POST", "/auth/token/refresh", { refresh_token: victim.refresh });
   assert.equal(refresh.status, 401, `the deactivated user's refresh: ${refresh.text}`);
   assert.equal(refresh.body.code, "token_revoked");
@@ -596,6 +660,60 @@ step("deleting a user (after a confirm)", async () => {
   await listStatus(/^0 users/);
   await page.getByRole("button", { name: "Sign out" }).click();
   await visible(page.getByText("Please sign in with a staff account first."));
+});
+
+step("email change: field errors, the link sent to the new address, then sign-in with it", async () => {
+  const page = s.page;
+  await page.goto(`${s.origin}/console`);
+  await signIn(ada, ada.reset);
+  const form = page.locator("#email-form");
+  const fresh = `countess_${stamp}@example.net`;
+  const submit = async (email, password) => {
+    await form.getByLabel("New email").fill(email);
+    await form.getByLabel("Current password").fill(password);
+    await form.getByRole("button", { name: "Change email" }).click();
+  };
+  await submit(fresh, "wrong-password-here");
+  await fieldError("email-password");
+  await submit(admin.email.toUpperCase(), ada.reset); // taken, in another letter case: 409
+  await fieldError("email-new");
+  await submit(fresh, ada.reset);
+  await visible(byText("#email-form .message", `A confirmation link was sent to ${fresh}. Nothing changes until you open it.`));
+  assert.equal(await page.locator("#email-new-error").count(), 0, "the old field error is gone");
+  const link = await mailLink(fresh, "email/confirm");
+  assert.equal((await call("POST", "/auth/login", { email: fresh, password: ada.reset })).status, 401, "nothing changed before the link");
+  await page.goto(link);
+  await message(`Your email address is now ${fresh}.`);
+  await shots("console-email-confirm");
+  await page.goto(link); // works once
+  await message("invalid, has expired, or was superseded");
+  await page.getByRole("link", { name: "Go to your account" }).click();
+  await visible(page.locator("#signed-in"));
+  assert.equal(await page.locator("#me-email").textContent(), fresh);
+  await signOut();
+  ada.email = fresh;
+  await signIn(ada, ada.reset, ada.email);
+});
+
+step("username change: a taken name under its field, then the new name shown", async () => {
+  const page = s.page;
+  const form = page.locator("#username-form");
+  const name = `countess_${stamp}`;
+  await form.getByLabel("New username").fill(admin.username);
+  await form.getByLabel("Current password").fill(ada.reset);
+  await form.getByRole("button", { name: "Change username" }).click();
+  await fieldError("username-new");
+  await form.getByLabel("New username").fill(name);
+  await form.getByLabel("Current password").fill(ada.reset);
+  await form.getByRole("button", { name: "Change username" }).click();
+  await visible(byText("#username-form .message", `Your username is now ${name}.`));
+  assert.equal(await page.locator("#who").textContent(), `Signed in as ${name}`);
+  assert.equal(await page.locator("#me-username").textContent(), name);
+  ada.username = name;
+  await page.reload();
+  await visible(page.locator("#signed-in"));
+  assert.equal(await page.locator("#me-username").textContent(), name);
+  await signOut();
 });
 
 step("deleting one's own account", async () => {

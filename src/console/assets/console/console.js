@@ -200,7 +200,7 @@ async function loadSessions() {
       !s.current && h("button", { type: "button", class: "secondary", "data-session": s.id, "data-name": name, "aria-label": `Sign out ${name}, last used ${when(s.last_used_at)}` }, "Sign out");
     $("sessions").replaceChildren(...sessionItems(sessions, signOutButton));
   } catch (err) {
-    if (mine === sessionsSeq) sessionsSay(errorText(err), "error");
+    if (mine === sessionsSeq && auth.signedIn) sessionsSay(errorText(err), "error");
   }
 }
 
