@@ -13,6 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Route;
+use super::users_me::check_current_password;
 use crate::auth::totp::{self, SecretBox};
 use crate::db::models::mfa;
 use crate::db::models::users::User;
@@ -221,23 +222,6 @@ fn matching_step(
     Ok(totp::matching_step(&secret, code, Utc::now().timestamp()))
 }
 
-/// The caller's current password, counted against their account's credential limit.
-async fn check_password(state: &AppState, user: &User, candidate: &str) -> Result<(), ApiError> {
-    state.account_limit.check(Account::User(&user.id))?;
-    if state
-        .hasher
-        .verify(candidate, Some(user.password_hash.clone()))
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(ApiError::field(
-            "current_password",
-            vec!["Password is incorrect.".into()],
-        ))
-    }
-}
-
 fn not_enabled() -> ApiError {
     ApiError::field(
         "non_field_errors",
@@ -355,7 +339,7 @@ async fn enrol(
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let current = Fields::only_str(body, "current_password")?;
-    check_password(&state, &who.user, &current).await?;
+    check_current_password(&state, &who.user, &current).await?;
     if who.user.mfa_enabled {
         return Err(ApiError::Conflict(
             "Two-factor login is already on; turn it off first.".into(),
@@ -467,7 +451,7 @@ async fn password_and_code(
     if !who.user.mfa_enabled {
         return Err(not_enabled());
     }
-    check_password(state, &who.user, &current).await?;
+    check_current_password(state, &who.user, &current).await?;
     if !check_code(state, &who.user.id, code.trim()).await? {
         return Err(wrong_code());
     }
