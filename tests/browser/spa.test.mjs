@@ -10,27 +10,17 @@
 // the same moment, sign-out reaching the other tab, sign-out everywhere, and a disallowed
 // origin refused. Each step is a node:test test; after a failure the rest are skipped.
 
-import { after, test } from "node:test";
+import { after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
 import { serve } from "../../examples/spa/serve.mjs";
+import { LATCHKEY_BIN, ROOT, SHOTS, STEP_TIMEOUT_MS, Server, freePort, latchkeyEnv, launchChromium, walk } from "./harness.mjs";
 
 const started = performance.now();
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const LATCHKEY_BIN = resolve(ROOT, process.env.LATCHKEY_BIN || "target/release/latchkey");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-// COMMON.md's flags; playwright-core adds a fresh --user-data-dir.
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const SHOTS = join(ROOT, "target", "browser");
 const SDK_SOURCE = join(ROOT, "src", "console", "assets", "latchkey.js");
 const COOKIE = "latchkey_refresh";
-const STEP_TIMEOUT_MS = 10_000;
 
 const user = { username: `ada_${Date.now().toString(36)}`, email: "", password: "Lighthouse-keeper-1843" };
 user.email = `${user.username}@example.com`;
@@ -38,8 +28,7 @@ user.email = `${user.username}@example.com`;
 /** Everything the steps share, set up in before(). */
 const s = {
   work: "",
-  latchkey: /** @type {import("node:child_process").ChildProcess | null} */ (null),
-  latchkeyExit: /** @type {Promise<string>} */ (Promise.resolve("")),
+  latchkey: /** @type {Server | null} */ (null),
   api: "",
   spaOrigin: "",
   spaUrl: "",
@@ -54,91 +43,9 @@ const s = {
   pageErrors: /** @type {string[]} */ ([]),
 };
 
-let broken = "";
-/** A test that is skipped once an earlier step failed (it would only fail again, noisily). */
-function step(name, fn) {
-  test(name, { timeout: 60_000 }, async (t) => {
-    if (broken) return t.skip(`skipped: "${broken}" failed`);
-    try {
-      await fn(t);
-    } catch (err) {
-      broken = name;
-      await screenshot(`failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 50)}`).catch(() => {});
-      throw err;
-    }
-  });
-}
+const { step, state } = walk(60_000, (name) => screenshot(`failed-${name}`));
 
 // ---------------------------------------------------------------- set-up and tear-down
-
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = /** @type {import("node:net").AddressInfo} */ (probe.address());
-      probe.close(() => resolvePort(port));
-    });
-  });
-}
-
-function serverLogTail(lines = 40) {
-  try {
-    return readFileSync(join(s.work, "latchkey.log"), "utf8").split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
-async function startLatchkey(port, spaOrigin) {
-  // The server sees only the settings below: none of the caller's LATCHKEY_* or DATABASE_URL.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("LATCHKEY_") && key !== "DATABASE_URL"));
-  Object.assign(env, {
-    LATCHKEY_SERVER__BIND: `127.0.0.1:${port}`,
-    LATCHKEY_SERVER__PUBLIC_URL: s.api,
-    LATCHKEY_DATABASE__URL: `sqlite://${join(s.work, "latchkey.db")}`,
-    LATCHKEY_ACCOUNTS__REQUIRE_EMAIL_VERIFICATION: "false",
-    LATCHKEY_CORS__ALLOWED_ORIGINS: spaOrigin,
-    LATCHKEY_PASSWORD__BCRYPT_COST: "4",
-    LATCHKEY_THROTTLE__LOGIN: "1000/minute",
-    LATCHKEY_THROTTLE__ANON: "10000/minute",
-    LATCHKEY_EMAIL__BACKEND: "console",
-    RUST_LOG: "warn",
-  });
-  const log = openSync(join(s.work, "latchkey.log"), "a");
-  const child = spawn(LATCHKEY_BIN, ["serve"], { cwd: s.work, env, stdio: ["ignore", log, log] });
-  s.latchkey = child;
-  s.latchkeyExit = new Promise((done) => {
-    child.once("error", (err) => done(`could not run ${LATCHKEY_BIN}: ${err.message} (build it with cargo build --release, or set LATCHKEY_BIN)`));
-    child.once("exit", (code, signal) => done(`latchkey exited (${signal || `code ${code}`})`));
-  });
-  let exited = "";
-  s.latchkeyExit.then((why) => (exited = why));
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`${exited} before it was ready:\n${serverLogTail()}`);
-    try {
-      const res = await fetch(`${s.api}/readyz`, { signal: AbortSignal.timeout(1000) });
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`latchkey did not answer GET /readyz 200 within 30 s:\n${serverLogTail()}`);
-}
-
-function stopLatchkey() {
-  if (s.latchkey && s.latchkey.exitCode === null && s.latchkey.signalCode === null) s.latchkey.kill("SIGKILL");
-}
-// Whatever happens (a failed assertion, an exception, Ctrl-C), latchkey does not outlive us.
-process.on("exit", stopLatchkey);
-for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.on(signal, () => {
-    stopLatchkey();
-    process.exit(130);
-  });
-}
 
 /** Records latchkey's /auth/* answers a page receives, for the checks on bodies and cookies. */
 function watch(page, tab) {
@@ -183,13 +90,12 @@ async function screenshot(name) {
 
 after(async () => {
   await s.browser?.close().catch(() => {});
-  stopLatchkey();
-  await Promise.race([s.latchkeyExit, new Promise((r) => setTimeout(r, 5000).unref())]);
+  await s.latchkey?.stopped();
   for (const server of s.servers) {
     server.close();
     server.closeAllConnections(); // keep-alive sockets would hold the process for 5 s
   }
-  if (broken) console.error(`--- latchkey log (last 40 lines)\n${serverLogTail()}`);
+  if (state.broken && s.latchkey) console.error(`--- latchkey log (last 40 lines)\n${s.latchkey.logTail()}`);
   if (s.work) rmSync(s.work, { recursive: true, force: true });
   console.log(`browser test: total run time ${((performance.now() - started) / 1000).toFixed(1)} s`);
 });
@@ -272,12 +178,21 @@ step("set-up: latchkey on a free port, the example on two origins, Chromium", as
   s.spaOrigin = `http://127.0.0.1:${spa.address().port}`;
   s.spaUrl = `${s.spaOrigin}/?api=${s.api}`;
   s.thirdOrigin = `http://localhost:${third.address().port}`;
-  await startLatchkey(apiPort, s.spaOrigin);
-  try {
-    s.browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
-  } catch (err) {
-    throw new Error(`Chromium could not start from ${CHROMIUM} (install Debian's chromium: apt-get install -y chromium): ${err.message}`);
-  }
+  const env = latchkeyEnv({
+    LATCHKEY_SERVER__BIND: `127.0.0.1:${apiPort}`,
+    LATCHKEY_SERVER__PUBLIC_URL: s.api,
+    LATCHKEY_DATABASE__URL: `sqlite://${join(s.work, "latchkey.db")}`,
+    LATCHKEY_ACCOUNTS__REQUIRE_EMAIL_VERIFICATION: "false",
+    LATCHKEY_CORS__ALLOWED_ORIGINS: s.spaOrigin,
+    LATCHKEY_PASSWORD__BCRYPT_COST: "4",
+    LATCHKEY_THROTTLE__LOGIN: "1000/minute",
+    LATCHKEY_THROTTLE__ANON: "10000/minute",
+    LATCHKEY_EMAIL__BACKEND: "console",
+    RUST_LOG: "warn",
+  });
+  s.latchkey = new Server(s.work, s.api, env);
+  await s.latchkey.start();
+  s.browser = await launchChromium();
   s.context = await s.browser.newContext({ viewport: { width: 1100, height: 900 } });
 
   // The client under test is the one latchkey serves; it must be this tree's file (a stale
