@@ -6,6 +6,7 @@ ALTER TABLE token_families ADD COLUMN last_used_at TIMESTAMP;
 ALTER TABLE token_families ADD COLUMN ip TEXT NOT NULL DEFAULT '';
 ALTER TABLE token_families ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
 ALTER TABLE token_families ADD COLUMN amr TEXT NOT NULL DEFAULT 'pwd';
--- A user's live sessions, without reading their revoked ones.
-CREATE INDEX token_families_live_by_user ON token_families (user_id, expires_at)
+-- A user's live sessions, without reading their revoked ones. Only columns a rotation
+-- leaves alone (not `expires_at`), so refreshing never rewrites an index entry.
+CREATE INDEX token_families_live_by_user ON token_families (user_id)
     WHERE revoked_at IS NULL;
