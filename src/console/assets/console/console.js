@@ -51,6 +51,7 @@ auth.onChange(({ status, user, reason }) => {
     $("sessions").replaceChildren();
     showCodes(null);
     mfaShow(null);
+    $("mfa-status").textContent = "Loading…";
     sessionsSay("");
     show(false);
     if (SIGNED_OUT[reason]) notify(SIGNED_OUT[reason]);
