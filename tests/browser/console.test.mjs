@@ -11,13 +11,16 @@
 // non-staff user; a staff member searching 1,000 seeded users, a user's sessions, deactivating
 // the user (whose session then dies), groups and claims (with their field errors), creating
 // and deleting a group, deleting a user; email change through the emailed link, username
-// change; then deleting one's own account. Any
+// change; two-factor login (set-up with a TOTP code computed here from the key on the page,
+// the recovery codes and their download, sign-in with a code and with a recovery code, a
+// staff reset); then deleting one's own account. Any
 // script error, CSP violation or request to another origin fails the run. Each step is a
 // node:test test; after a failure the rest are skipped.
 
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -272,6 +275,70 @@ async function sessionRows(list, n) {
     .waitForFunction(([sel, count]) => document.querySelectorAll(sel).length === count && !/Loading/.test(document.querySelector(sel).textContent), [`${list} li`, n], { timeout: STEP_TIMEOUT_MS })
     .catch(async () => assert.fail(`${list} has ${await rows.count()} items, expected ${n}: ${await s.page.locator(list).textContent()}`));
   return rows;
+}
+
+/** RFC 4648 base32 (the TOTP key as the page shows it, spaces allowed) to bytes. */
+function base32(text) {
+  const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  const out = [];
+  let bits = 0;
+  let value = 0;
+  for (const c of text.replace(/[\s=]/g, "").toUpperCase()) {
+    assert.ok(ALPHABET.includes(c), `base32 letter ${c}`);
+    value = ((value << 5) | ALPHABET.indexOf(c)) & 0xfff;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((value >>> bits) & 0xff);
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** RFC 6238 (SHA-1, 6 digits, 30 s) code of time step `step`. */
+function totp(key, step) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const at = mac[19] & 0x0f;
+  return String((mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
+
+/**
+ * A code latchkey takes now: it refuses a step already used, so each call takes a later step
+ * than the one before (the next step is accepted for clock skew; one further waits for it),
+ * and never a step about to end (under 3 s left: the next one instead).
+ */
+async function freshCode(mfa) {
+  for (;;) {
+    const now = Date.now() / 1000;
+    const current = Math.floor(now / 30);
+    let target = Math.max(current, mfa.lastStep + 1);
+    if (target === current && (current + 1) * 30 - now < 3) target = current + 1;
+    if (target <= current + 1) {
+      mfa.lastStep = target;
+      return totp(mfa.key, target);
+    }
+    await new Promise((r) => setTimeout(r, ((current + 1) * 30 - now) * 1000 + 200));
+  }
+}
+const mfa = { key: Buffer.alloc(0), lastStep: 0, codes: /** @type {string[]} */ ([]) };
+
+/** Password first, then the code step; `code` is typed there once it shows. */
+async function signInWithCode(user, password, code) {
+  const page = s.page;
+  await visible(page.locator("#signin-form"));
+  await page.locator("#signin-form").getByLabel("Username or email").fill(user.username);
+  await page.locator("#signin-form").getByLabel("Password", { exact: true }).fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await visible(page.locator("#mfa-form"));
+  assert.equal(await page.locator("#mfa-code").getAttribute("autocomplete"), "one-time-code");
+  assert.equal(await page.locator("#mfa-code").evaluate((e) => e === document.activeElement), true, "the code field has the focus");
+  if (code === undefined) return;
+  await page.keyboard.type(await code());
+  await page.keyboard.press("Enter");
+  await visible(page.locator("#signed-in"));
+  assert.equal(await page.locator("#who").textContent(), `Signed in as ${user.username}`);
 }
 
 const firstUser = () => s.page.locator("#users-body tr").first().locator("td").first().textContent();
@@ -714,6 +781,102 @@ step("username change: a taken name under its field, then the new name shown", a
   await visible(page.locator("#signed-in"));
   assert.equal(await page.locator("#me-username").textContent(), name);
   await signOut();
+});
+
+step("two-factor set-up: the QR code and key, a wrong code refused, then ten recovery codes", async () => {
+  const page = s.page;
+  await signIn(ada, ada.reset);
+  await visible(byText("#mfa-status", /^Off:/));
+  const start = page.locator("#totp-start-form");
+  await start.getByLabel("Current password").fill("wrong-password-here");
+  await start.getByRole("button", { name: "Set up" }).click();
+  await fieldError("totp-start-password");
+  await start.getByLabel("Current password").fill(ada.reset);
+  await start.getByRole("button", { name: "Set up" }).click();
+  const confirmForm = page.locator("#totp-confirm-form");
+  await visible(confirmForm);
+  const qr = page.locator("#totp-qr");
+  assert.match(await qr.getAttribute("src"), /^data:image\/svg\+xml;base64,/);
+  await page.waitForFunction(() => document.getElementById("totp-qr").complete && document.getElementById("totp-qr").naturalWidth > 0);
+  assert.equal(await page.locator("#totp-confirm-form svg").count(), 0, "the SVG is an image, not markup in the page");
+  const code = page.locator("#totp-code");
+  assert.deepEqual([await code.getAttribute("autocomplete"), await code.getAttribute("inputmode")], ["one-time-code", "numeric"]);
+  mfa.key = base32(await page.locator("#totp-secret").textContent());
+  assert.ok(mfa.key.length >= 10, "a key of 80 bits or more");
+  await shots("console-mfa-setup");
+  const wrong = String((Number(totp(mfa.key, Math.floor(Date.now() / 30000))) + 500_000) % 1_000_000).padStart(6, "0");
+  await code.fill(wrong);
+  await confirmForm.getByRole("button", { name: "Turn on" }).click();
+  await fieldError("totp-code");
+  await code.fill(await freshCode(mfa));
+  await confirmForm.getByRole("button", { name: "Turn on" }).click();
+  await visible(page.locator("#mfa-codes"));
+  mfa.codes = (await page.locator("#mfa-code-list li").allTextContents()).map((c) => c.trim());
+  assert.equal(mfa.codes.length, 10, `ten recovery codes: ${mfa.codes}`);
+  await visible(byText("#mfa-codes", "shown only this once"));
+  await visible(byText("#mfa-status", /^On:/));
+  assert.match(await page.locator("#mfa-status").textContent(), /10 recovery codes left/);
+  // The download is a blob: URL the CSP lets through (a violation would fail the last step).
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Download as text" }).click()]);
+  assert.equal(download.suggestedFilename(), "latchkey-recovery-codes.txt");
+  const text = readFileSync(await download.path(), "utf8");
+  for (const c of mfa.codes) assert.ok(text.includes(c), `${c} in the downloaded file`);
+  await shots("console-mfa-codes");
+  await page.getByRole("button", { name: "I have saved them" }).click();
+  assert.ok(await page.locator("#mfa-codes").isHidden(), "the codes are gone");
+  await page.reload();
+  await visible(byText("#mfa-status", /^On:/));
+  assert.equal(await page.locator("#mfa-code-list li").count(), 0, "and not shown again");
+  await signOut();
+});
+
+step("two-factor sign-in: password, then a wrong code under the field, then a fresh TOTP code", async () => {
+  const page = s.page;
+  await signInWithCode(ada, ada.reset);
+  await shots("console-mfa-signin");
+  await page.keyboard.type("000000");
+  await page.keyboard.press("Enter");
+  await fieldError("mfa-code");
+  await page.locator("#mfa-code").fill(await freshCode(mfa));
+  await page.keyboard.press("Enter");
+  await visible(page.locator("#signed-in"));
+  const here = byText("#sessions li", "this device");
+  await visible(here);
+  assert.match(await here.textContent(), /with password and authenticator code/);
+  await signOut();
+});
+
+step("two-factor sign-in: too many wrong codes mean starting again; then a recovery code", async () => {
+  const page = s.page;
+  await signInWithCode(ada, ada.reset);
+  for (let i = 0; i < 7 && (await page.locator("#mfa-form").isVisible()); i++) {
+    await page.locator("#mfa-code").fill("abcd-efgh");
+    const answer = page.waitForResponse((r) => r.url().endsWith("/auth/login/mfa"));
+    await page.keyboard.press("Enter");
+    await answer;
+  }
+  await visible(byText("#signin-form .message.error", "sign in again"));
+  await signInWithCode(ada, ada.reset, async () => mfa.codes[0]);
+  await visible(byText("#mfa-status", "9 recovery codes left"));
+  await signOut();
+});
+
+step("staff: a user's two-factor shown, and reset (after a confirm)", async () => {
+  const page = s.page;
+  await signIn(admin);
+  await page.goto(`${s.origin}/console/admin#users?search=${encodeURIComponent(ada.username)}`);
+  await listStatus(/^1 user/);
+  await page.getByRole("link", { name: ada.username }).click();
+  await visible(page.getByText("Two-factor: on"));
+  await page.getByRole("button", { name: "Reset two-factor" }).click();
+  await message("has been reset");
+  await visible(page.getByText("Two-factor: off"));
+  assert.ok(await page.getByRole("button", { name: "Reset two-factor" }).isHidden());
+  const login = await call("POST", "/auth/login", { username: ada.username, password: ada.reset });
+  assert.equal(login.status, 200, login.text);
+  assert.ok(login.body.access_token && !login.body.mfa_required, "the password alone signs in again");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await visible(page.getByText("Please sign in with a staff account first."));
 });
 
 step("deleting one's own account", async () => {

@@ -183,6 +183,8 @@ function renderUser(u) {
   $("u-active").textContent = u.is_active ? "Deactivate" : "Activate / approve";
   $("u-active").className = u.is_active ? "danger" : "";
   $("u-staff").textContent = u.is_staff ? "Remove staff status" : "Make staff";
+  $("u-mfa").textContent = `Two-factor: ${u.mfa_enabled ? "on" : "off"}`;
+  $("u-mfa-reset").hidden = !u.mfa_enabled;
   for (const form of [$("groups-form"), $("claims-form")]) clearErrors(form);
   $("u-groups").value = u.groups.join(", ");
   $("u-claims").value = JSON.stringify(u.claims ?? {}, null, 2);
@@ -227,6 +229,18 @@ onSubmit($("claims-form"), async ({ claims: text }, form) => {
   }
   renderUser(await patchUser({ claims }));
   formSay(form, "Claims saved.");
+});
+
+$("u-mfa-reset").addEventListener("click", async () => {
+  if (!confirm(`Reset two-factor login of ${current.username}? They sign in with the password alone until they set it up again, and are signed out everywhere.`)) return;
+  try {
+    await api("DELETE", `/users/${encodeURIComponent(current.id)}/mfa`);
+    renderUser(await api("GET", `/users/${encodeURIComponent(current.id)}`));
+    loadSessions(current.id);
+    notify(`Two-factor login of ${current.username} has been reset.`, "ok");
+  } catch (err) {
+    failed(err);
+  }
 });
 
 $("u-delete").addEventListener("click", async () => {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // /console: sign in (with the two-factor step), sign up, forgotten password; once signed
-// in, the profile, email and username change, password change, the sessions, sign-out and
-// account deletion.
+// in, the profile, email and username change, password change, two-factor login, the
+// sessions, sign-out and account deletion.
 import { $, api, auth, clearErrors, errorText, formSay, h, notify, onSubmit, say, sessionItems, showErrors, when, LatchkeyError } from "./common.js";
 
 let me = null; // the user as latchkey last described it
@@ -23,7 +23,6 @@ function render(user) {
   const profile = $("profile-form");
   for (const name of ["first_name", "last_name", "bio"]) profile.elements[name].value = user[name] ?? "";
   $("password-form").elements.username.value = user.username;
-  // Later issue: the two-factor status goes here.
 }
 
 const SIGNED_OUT = {
@@ -38,6 +37,7 @@ auth.onChange(({ status, user, reason }) => {
     if (reason !== "refresh" || !me) {
       render(user);
       loadSessions(); // a login, a reload, a password change (which ends the others)
+      loadMfa();
     }
     show(true);
     if (reason === "login" || reason === "restore") notify("");
@@ -49,6 +49,9 @@ auth.onChange(({ status, user, reason }) => {
       clearErrors(form); // and its message: the next user must not read this one's
     }
     $("sessions").replaceChildren();
+    showCodes(null);
+    mfaShow(null);
+    $("mfa-status").textContent = "Loading…";
     sessionsSay("");
     show(false);
     if (SIGNED_OUT[reason]) notify(SIGNED_OUT[reason]);
@@ -84,7 +87,7 @@ onSubmit(
 
 onSubmit(mfa, async ({ code }) => {
   try {
-    await auth.completeMfa(code.trim());
+    await auth.completeMfa(code.replace(/\s+/g, "")); // "123 456" as some apps show it
   } catch (err) {
     if (err instanceof LatchkeyError && err.status === 401) {
       showMfa(false);
@@ -223,6 +226,95 @@ $("sessions").addEventListener("click", (event) => {
 });
 $("signout-others").addEventListener("click", () => endSessions("/users/me/sessions", "Your other devices are signed out."));
 $("signout-all").addEventListener("click", () => signOut(true));
+
+// ---- two-factor login (API.md "Two-factor login")
+
+const mfaForms = ["totp-start-form", "totp-confirm-form", "mfa-manage-form"].map($);
+let codesUrl = null;
+
+/** Shows one of the forms (or none), reset, with no errors left. */
+function mfaShow(id) {
+  for (const form of mfaForms) {
+    form.reset();
+    clearErrors(form);
+    form.hidden = form.id !== id;
+  }
+  if (id !== "totp-confirm-form") {
+    $("totp-qr").removeAttribute("src");
+    $("totp-secret").textContent = "";
+  }
+}
+
+async function loadMfa() {
+  try {
+    const { totp, recovery_codes_left: left } = await api("GET", "/users/me/mfa");
+    if (!auth.signedIn) return;
+    $("mfa-status").textContent = totp
+      ? `On: sign-in asks for a code from your authenticator app. ${left} recovery code${left === 1 ? "" : "s"} left.`
+      : "Off: your password alone signs you in.";
+    if ($("totp-confirm-form").hidden) mfaShow(totp ? "mfa-manage-form" : "totp-start-form");
+  } catch (err) {
+    $("mfa-status").textContent = errorText(err);
+  }
+}
+
+/** The recovery codes, once, with a text file of them to download; null hides them. */
+function showCodes(codes) {
+  if (codesUrl) URL.revokeObjectURL(codesUrl);
+  codesUrl = codes && URL.createObjectURL(new Blob([`latchkey recovery codes for ${me.username}\n\n${codes.join("\n")}\n`], { type: "text/plain" }));
+  $("mfa-download").href = codesUrl || "#";
+  $("mfa-code-list").replaceChildren(...(codes || []).map((c) => h("li", {}, h("code", {}, c))));
+  $("mfa-codes").hidden = !codes;
+  if (codes) $("mfa-codes-note").focus();
+}
+
+onSubmit($("totp-start-form"), async ({ current_password }) => {
+  const { secret, qr_svg: svg } = await api("POST", "/users/me/mfa/totp", { current_password });
+  // As an image, never as markup in the page: the SVG cannot run or style anything here.
+  const binary = Array.from(new TextEncoder().encode(svg), (b) => String.fromCharCode(b)).join("");
+  $("totp-qr").src = `data:image/svg+xml;base64,${btoa(binary)}`;
+  $("totp-secret").textContent = secret.replace(/(.{4})(?=.)/g, "$1 ");
+  mfaShow("totp-confirm-form");
+  $("totp-code").focus();
+});
+
+onSubmit($("totp-confirm-form"), async ({ code }) => {
+  const { recovery_codes: codes } = await api("POST", "/users/me/mfa/totp/confirm", { code: code.replace(/\s+/g, "") });
+  mfaShow(null);
+  showCodes(codes);
+  await loadMfa();
+});
+$("totp-cancel").addEventListener("click", () => {
+  mfaShow("totp-start-form");
+  loadMfa();
+});
+$("mfa-done").addEventListener("click", () => {
+  showCodes(null);
+  $("mfa-title").scrollIntoView({ block: "nearest" });
+});
+
+// The form's two buttons: the one clicked (or Enter's, the first) says what to do.
+let mfaAction = "regen";
+$("mfa-manage-form").addEventListener("click", (event) => {
+  mfaAction = event.target.closest("button[data-action]")?.dataset.action ?? mfaAction;
+});
+onSubmit($("mfa-manage-form"), async ({ current_password, code }, form) => {
+  const body = { current_password, code: code.trim() };
+  const action = mfaAction;
+  mfaAction = "regen";
+  if (action === "off") {
+    if (!confirm("Turn two-factor login off? Your other sessions are signed out.")) return;
+    await api("DELETE", "/users/me/mfa/totp", body);
+    showCodes(null);
+    await loadMfa();
+    formSay($("totp-start-form"), "Two-factor login is off. Your other sessions have been signed out.");
+  } else {
+    const { recovery_codes: codes } = await api("POST", "/users/me/mfa/recovery-codes", body);
+    form.reset();
+    showCodes(codes);
+    await loadMfa();
+  }
+});
 
 // ---- start: still signed in from an earlier visit?
 
