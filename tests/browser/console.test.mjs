@@ -17,27 +17,18 @@
 // script error, CSP violation or request to another origin fails the run. Each step is a
 // node:test test; after a failure the rest are skipped.
 
-import { after, test } from "node:test";
+import { after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { LATCHKEY_BIN, SHOTS, STEP_TIMEOUT_MS, Server, freePort, latchkeyEnv, launchChromium, walk } from "./harness.mjs";
 
 const started = performance.now();
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const LATCHKEY_BIN = resolve(ROOT, process.env.LATCHKEY_BIN || "target/release/latchkey");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-// COMMON.md's flags; playwright-core adds a fresh --user-data-dir.
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const SHOTS = join(ROOT, "target", "browser");
 const SEED = 1000;
 const PARALLEL = 20;
-const STEP_TIMEOUT_MS = 10_000;
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
 
 const stamp = Date.now().toString(36);
@@ -55,8 +46,7 @@ const s = {
   work: "",
   origin: "",
   env: /** @type {Record<string, string>} */ ({}),
-  latchkey: /** @type {import("node:child_process").ChildProcess | null} */ (null),
-  latchkeyExit: /** @type {Promise<string>} */ (Promise.resolve("")),
+  latchkey: /** @type {Server | null} */ (null),
   browser: /** @type {import("playwright-core").Browser | null} */ (null),
   page: /** @type {import("playwright-core").Page} */ (/** @type {any} */ (null)),
   /** Script errors, CSP violations, foreign requests, server errors: each fails the run. */
@@ -66,77 +56,9 @@ const s = {
   usedMail: new Set(),
 };
 
-let broken = "";
-/** A test that is skipped once an earlier step failed (it would only fail again, noisily). */
-function step(name, fn) {
-  test(name, { timeout: 120_000 }, async (t) => {
-    if (broken) return t.skip(`skipped: "${broken}" failed`);
-    try {
-      await fn(t);
-    } catch (err) {
-      broken = name;
-      await shot(`console-failed-${name.replace(/[^a-z0-9]+/gi, "-").slice(0, 40)}`).catch(() => {});
-      throw err;
-    }
-  });
-}
+const { step, state } = walk(120_000, (name) => shot(`console-failed-${name}`));
 
 // ---------------------------------------------------------------- set-up and tear-down
-
-function freePort() {
-  return new Promise((done, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = /** @type {import("node:net").AddressInfo} */ (probe.address());
-      probe.close(() => done(port));
-    });
-  });
-}
-
-function serverLogTail(lines = 40) {
-  try {
-    return readFileSync(join(s.work, "latchkey.log"), "utf8").split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
-async function startLatchkey(port) {
-  const log = openSync(join(s.work, "latchkey.log"), "a");
-  const child = spawn(LATCHKEY_BIN, ["serve"], { cwd: s.work, env: s.env, stdio: ["ignore", log, log] });
-  s.latchkey = child;
-  s.latchkeyExit = new Promise((done) => {
-    child.once("error", (err) => done(`could not run ${LATCHKEY_BIN}: ${err.message} (build it with cargo build --release, or set LATCHKEY_BIN)`));
-    child.once("exit", (code, signal) => done(`latchkey exited (${signal || `code ${code}`})`));
-  });
-  let exited = "";
-  s.latchkeyExit.then((why) => (exited = why));
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`${exited} before it was ready:\n${serverLogTail()}`);
-    try {
-      const res = await fetch(`${s.origin}/readyz`, { signal: AbortSignal.timeout(1000) });
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`latchkey on port ${port} did not answer GET /readyz 200 within 30 s:\n${serverLogTail()}`);
-}
-
-function stopLatchkey() {
-  if (s.latchkey && s.latchkey.exitCode === null && s.latchkey.signalCode === null) s.latchkey.kill("SIGKILL");
-}
-// Whatever happens (a failed assertion, an exception, Ctrl-C), latchkey does not outlive us.
-process.on("exit", stopLatchkey);
-for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.on(signal, () => {
-    stopLatchkey();
-    process.exit(130);
-  });
-}
 
 async function shot(name) {
   if (!s.page) return;
@@ -160,9 +82,8 @@ async function shots(name) {
 
 after(async () => {
   await s.browser?.close().catch(() => {});
-  stopLatchkey();
-  await Promise.race([s.latchkeyExit, new Promise((r) => setTimeout(r, 5000).unref())]);
-  if (broken) console.error(`--- latchkey log (last 40 lines)\n${serverLogTail()}`);
+  await s.latchkey?.stopped();
+  if (state.broken && s.latchkey) console.error(`--- latchkey log (last 40 lines)\n${s.latchkey.logTail()}`);
   if (s.work) rmSync(s.work, { recursive: true, force: true });
   console.log(`console browser test: total run time ${((performance.now() - started) / 1000).toFixed(1)} s`);
 });
@@ -349,9 +270,7 @@ step("set-up: latchkey with a superuser, Chromium watching for errors", async ()
   s.work = mkdtempSync(join(tmpdir(), "latchkey-console-"));
   const port = await freePort();
   s.origin = `http://127.0.0.1:${port}`;
-  // The server sees only the settings below: none of the caller's LATCHKEY_* or DATABASE_URL.
-  s.env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("LATCHKEY_") && key !== "DATABASE_URL"));
-  Object.assign(s.env, {
+  s.env = latchkeyEnv({
     LATCHKEY_SERVER__BIND: `127.0.0.1:${port}`,
     LATCHKEY_SERVER__PUBLIC_URL: s.origin,
     LATCHKEY_DATABASE__URL: `sqlite://${join(s.work, "latchkey.db")}`,
@@ -361,7 +280,8 @@ step("set-up: latchkey with a superuser, Chromium watching for errors", async ()
     LATCHKEY_THROTTLE__ENABLED: "false",
     RUST_LOG: "warn",
   });
-  await startLatchkey(port);
+  s.latchkey = new Server(s.work, s.origin, s.env);
+  await s.latchkey.start();
   const su = spawnSync(LATCHKEY_BIN, ["createsuperuser", "--username", admin.username, "--email", admin.email, "--password-stdin"], {
     cwd: s.work,
     env: s.env,
@@ -371,11 +291,7 @@ step("set-up: latchkey with a superuser, Chromium watching for errors", async ()
   });
   assert.equal(su.status, 0, `createsuperuser failed: ${su.stderr || su.stdout || su.error}`);
 
-  try {
-    s.browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
-  } catch (err) {
-    throw new Error(`Chromium could not start from ${CHROMIUM} (apt-get install -y chromium): ${err.message}`);
-  }
+  s.browser = await launchChromium();
   const context = await s.browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-US" });
   // Injected by the driver, not inline in the page: the CSP does not apply to it.
   await context.addInitScript(() => {
