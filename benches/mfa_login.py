@@ -17,36 +17,13 @@ import base64
 import hashlib
 import hmac
 import http.client
-import json
-import os
-import socket
 import statistics
 import struct
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "Violet-Harbor-Quill-42"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(conn, method, path, body=None, token=None):
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    return resp.status, (json.loads(data) if data else None)
+from live import PASSWORD, RELEASE_BIN, request, servers
 
 
 def totp(secret_b32: str, step: int) -> str:
@@ -55,34 +32,6 @@ def totp(secret_b32: str, step: int) -> str:
     offset = mac[-1] & 0x0F
     binary = struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF
     return f"{binary % 1_000_000:06d}"
-
-
-def start(bin_path: Path, workdir: Path, database_url: str, key: Path | None, cost: int):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LATCHKEY_")}
-    env.update({
-        "LATCHKEY_SERVER__BIND": f"127.0.0.1:{port}",
-        "LATCHKEY_DATABASE__URL": database_url,
-        "LATCHKEY_PASSWORD__BCRYPT_COST": str(cost),
-        "LATCHKEY_ACCOUNTS__REQUIRE_EMAIL_VERIFICATION": "false",
-        "LATCHKEY_THROTTLE__ENABLED": "false",
-        "RUST_LOG": "warn",
-    })
-    if key:
-        env["LATCHKEY_JWT__SIGNING_KEY"] = str(key)
-    proc = subprocess.Popen([str(bin_path), "serve"], cwd=workdir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            if request(conn, "GET", "/readyz")[0] == 200:
-                return proc, port
-        except OSError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("latchkey did not become ready")
 
 
 def timed(conn, method, path, body=None, token=None):
@@ -138,31 +87,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=100)
     p.add_argument("--bcrypt-cost", type=int, default=12)
-    p.add_argument("--bin", type=Path, default=ROOT / "target" / "release" / "latchkey")
+    p.add_argument("--bin", type=Path, default=RELEASE_BIN)
     p.add_argument("--pg-url", help="a PostgreSQL server to measure too (a throw-away database is created)")
     args = p.parse_args()
-    tables = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        backends = [("sqlite", f"sqlite://{work}/bench.db", None, None)]
-        if args.pg_url:
-            name = f"latchkey_mfa_{os.getpid()}"
-            admin = urllib.parse.urlsplit(args.pg_url)
-            subprocess.run(["psql", args.pg_url, "-qc", f"CREATE DATABASE {name}"], check=True)
-            key = work / "signing.pem"
-            subprocess.run([str(args.bin), "keys", "generate", "--algorithm", "ES256", "--out", str(key)],
-                           check=True, stdout=subprocess.DEVNULL)
-            url = admin._replace(path=f"/{name}").geturl()
-            backends.append(("postgres", url, key, name))
-        for backend, url, key, dropped in backends:
-            proc, port = start(args.bin, work, url, key, args.bcrypt_cost)
-            try:
-                tables.append((backend, measure(port, args.users)))
-            finally:
-                proc.terminate()
-                proc.wait()
-                if dropped:
-                    subprocess.run(["psql", args.pg_url, "-qc", f"DROP DATABASE {dropped}"], check=True)
+    tables = [(backend, measure(port, args.users))
+              for backend, port in servers(args.bin, args.pg_url, args.bcrypt_cost)]
     print(f"login latency, {args.users} users per kind, bcrypt cost {args.bcrypt_cost}, sequential (ms)")
     print(f"{'backend':<10} {'what':<22} {'p50':>8} {'p95':>8} {'max':>8}")
     for backend, rows in tables:

@@ -13,63 +13,12 @@ from one connection and prints a table of the latencies. Standard library only.
 import argparse
 import concurrent.futures
 import http.client
-import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "Violet-Harbor-Quill-42"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(conn, method, path, body=None, token=None):
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    return resp.status, (json.loads(data) if data else None)
-
-
-def start(bin_path: Path, workdir: Path, database_url: str, key: Path | None):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LATCHKEY_")}
-    env.update({
-        "LATCHKEY_SERVER__BIND": f"127.0.0.1:{port}",
-        "LATCHKEY_DATABASE__URL": database_url,
-        "LATCHKEY_PASSWORD__BCRYPT_COST": "4",
-        "LATCHKEY_ACCOUNTS__REQUIRE_EMAIL_VERIFICATION": "false",
-        "LATCHKEY_THROTTLE__ENABLED": "false",
-        "RUST_LOG": "warn",
-    })
-    if key:
-        env["LATCHKEY_JWT__SIGNING_KEY"] = str(key)
-    proc = subprocess.Popen([str(bin_path), "serve"], cwd=workdir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            if request(conn, "GET", "/readyz")[0] == 200:
-                return proc, port
-        except OSError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("latchkey did not become ready")
+from live import PASSWORD, RELEASE_BIN, request, servers
 
 
 def measure(port: int, sessions: int, requests: int) -> list[float]:
@@ -101,33 +50,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=1000)
     p.add_argument("--requests", type=int, default=200)
-    p.add_argument("--bin", type=Path, default=ROOT / "target" / "release" / "latchkey")
+    p.add_argument("--bin", type=Path, default=RELEASE_BIN)
     p.add_argument("--pg-url", help="a PostgreSQL server to measure too (a throw-away database is created)")
     args = p.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        backends = [("sqlite", f"sqlite://{work}/bench.db", None, None)]
-        if args.pg_url:
-            name = f"latchkey_sessions_{os.getpid()}"
-            admin = urllib.parse.urlsplit(args.pg_url)
-            subprocess.run(["psql", args.pg_url, "-qc", f"CREATE DATABASE {name}"], check=True)
-            key = work / "signing.pem"
-            subprocess.run([str(args.bin), "keys", "generate", "--algorithm", "ES256", "--out", str(key)],
-                           check=True, stdout=subprocess.DEVNULL)
-            url = admin._replace(path=f"/{name}").geturl()
-            backends.append(("postgres", url, key, name))
-        for backend, url, key, dropped in backends:
-            proc, port = start(args.bin, work, url, key)
-            try:
-                times = measure(port, args.sessions, args.requests)
-            finally:
-                proc.terminate()
-                proc.wait()
-                if dropped:
-                    subprocess.run(["psql", args.pg_url, "-qc", f"DROP DATABASE {dropped}"], check=True)
-            q = statistics.quantiles(times, n=100)
-            rows.append((backend, statistics.median(times), q[94], q[98], max(times)))
+    for backend, port in servers(args.bin, args.pg_url):
+        times = measure(port, args.sessions, args.requests)
+        q = statistics.quantiles(times, n=100)
+        rows.append((backend, statistics.median(times), q[94], q[98], max(times)))
     print(f"GET /users/me/sessions, {args.sessions} live sessions, {args.requests} sequential requests (ms)")
     print(f"{'backend':<10} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}")
     for backend, p50, p95, p99, worst in rows:
