@@ -32,6 +32,86 @@ pub struct Settings {
     pub cookies: CookieSettings,
     pub console: ConsoleSettings,
     pub mfa: MfaSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhooks (API.md "Webhooks"): where account events are delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    #[serde(with = "endpoints")]
+    pub endpoints: Vec<WebhookEndpoint>,
+    /// Longest a delivery attempt may take, connection to last byte.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Delay before the first retry of a failed delivery; doubles with each attempt.
+    #[serde(with = "duration")]
+    pub retry_base: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            timeout: Duration::from_secs(10),
+            retry_base: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One receiver of webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    pub url: String,
+    /// A file holding the signing secret, `whsec_<base64>`.
+    pub secret: PathBuf,
+    /// Event types to deliver, or `["*"]` for all of them.
+    #[serde(default = "every_event")]
+    pub events: Vec<String>,
+}
+
+impl WebhookSettings {
+    /// Each endpoint's URL (unique: it names the endpoint in the outbox) and event types;
+    /// the secret files are read when the service starts.
+    fn check(&self) -> Result<(), ConfigError> {
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            let fail = |key: &str, why: String| {
+                Err(ConfigError(format!(
+                    "`webhooks.endpoints[{i}].{key}`: {why}"
+                )))
+            };
+            let url = &endpoint.url;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return fail("url", "must start with http:// or https://".into());
+            }
+            if self.endpoints[..i].iter().any(|e| &e.url == url) {
+                return fail("url", format!("{url} is configured twice"));
+            }
+            if endpoint.events.is_empty() {
+                return fail(
+                    "events",
+                    "must name at least one event type, or \"*\"".into(),
+                );
+            }
+            if let Some(unknown) = endpoint
+                .events
+                .iter()
+                .find(|e| *e != "*" && !crate::webhooks::EVENT_TYPES.contains(&e.as_str()))
+            {
+                let known = crate::webhooks::EVENT_TYPES.join(", ");
+                return fail(
+                    "events",
+                    format!("unknown event type {unknown:?} (known: {known})"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn every_event() -> Vec<String> {
+    vec!["*".into()]
 }
 
 /// TOTP two-factor login (API.md "Two-factor login").
@@ -600,6 +680,7 @@ impl Settings {
         }
         crate::db::DatabaseUrl::parse(self.database.url.expose())
             .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
+        self.webhooks.check()?;
         self.cookies.check()
     }
 
@@ -608,7 +689,7 @@ impl Settings {
     /// JWT `exp` seconds, timers): an out-of-range value stops start-up here, naming its
     /// key, instead of overflowing later. Zero is refused where it would break the
     /// service (a pool that never waits, tokens or links that are never valid).
-    fn durations(&self) -> [(&'static str, Duration, RangeInclusive<Duration>); 11] {
+    fn durations(&self) -> [(&'static str, Duration, RangeInclusive<Duration>); 13] {
         const MS: Duration = Duration::from_millis(1);
         const S: Duration = Duration::from_secs(1);
         const MINUTE: Duration = Duration::from_secs(60);
@@ -643,6 +724,12 @@ impl Settings {
                 "email.retry_base",
                 self.email.retry_base,
                 Duration::ZERO..=crate::email::worker::MAX_BACKOFF,
+            ),
+            ("webhooks.timeout", self.webhooks.timeout, MS..=5 * MINUTE),
+            (
+                "webhooks.retry_base",
+                self.webhooks.retry_base,
+                Duration::ZERO..=crate::webhooks::MAX_BACKOFF,
             ),
         ]
     }
@@ -739,6 +826,32 @@ mod duration {
                 ))
             }),
             Raw::Seconds(secs) => Ok(Duration::from_secs(secs)),
+        }
+    }
+}
+
+/// `webhooks.endpoints`: a TOML array of tables, or (from the environment, where commas
+/// cannot separate tables) the text of a JSON array.
+mod endpoints {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error};
+
+    use super::WebhookEndpoint;
+
+    pub fn serialize<S: Serializer>(value: &[WebhookEndpoint], s: S) -> Result<S::Ok, S::Error> {
+        value.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<WebhookEndpoint>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Json(String),
+            Items(Vec<WebhookEndpoint>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Json(text) => serde_json::from_str(&text)
+                .map_err(|e| D::Error::custom(format!("not a JSON array of endpoints: {e}"))),
+            Raw::Items(items) => Ok(items),
         }
     }
 }

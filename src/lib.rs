@@ -15,3 +15,4 @@ pub mod email;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod webhooks;
