@@ -33,6 +33,9 @@ use crate::metrics::WebhookLabels;
 /// Concurrent deliveries per replica.
 pub const LOOPS: usize = 4;
 const POLL: Duration = Duration::from_millis(250);
+/// Looking again after a wake-up found nothing: after 1 ms, doubling up to 64 ms.
+const SETTLE_FIRST: Duration = Duration::from_millis(1);
+const SETTLE_LAST: Duration = Duration::from_millis(64);
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// A delivery failing this long after its event is given up.
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -64,6 +67,10 @@ impl Worker {
     }
 
     async fn run(&self, db: &Database, hooks: &Webhooks) {
+        // After a wake-up, how long to wait before looking again when nothing was found:
+        // the wake-up comes from inside the event's transaction, which on PostgreSQL may
+        // not have committed yet (measured: every delivery at rest waited for the poll).
+        let mut settle = Duration::ZERO;
         loop {
             let lease = self.lease();
             match db
@@ -78,15 +85,21 @@ impl Worker {
                     self.counts
                         .get_or_create(&WebhookLabels { event, outcome })
                         .inc();
+                    settle = Duration::ZERO;
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => log::warn!(target: "latchkey::webhooks", "cannot read the outbox: {e}"),
             }
-            tokio::select! {
-                () = hooks.wake.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
-            }
+            let (pause, then) = if settle.is_zero() || settle > SETTLE_LAST {
+                (POLL, Duration::ZERO)
+            } else {
+                (settle, settle * 2)
+            };
+            settle = tokio::select! {
+                () = hooks.wake.notified() => SETTLE_FIRST,
+                () = tokio::time::sleep(pause) => then,
+            };
         }
     }
 
