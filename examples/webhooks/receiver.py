@@ -67,7 +67,7 @@ def handle(event: dict, webhook_id: str) -> None:
 
 def make_handler(webhook: Webhook, seen: SeenIds):
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive: latchkey reuses its connections
+        protocol_version = "HTTP/1.1"  # keep-alive, for senders that reuse connections
         timeout = 60  # seconds: a connection idle (or stalled) longer is closed
 
         def do_POST(self) -> None:
