@@ -9,16 +9,19 @@
 //! bounds a generic version needs would say less than the query itself.
 
 /// Defines `claim_next`, `done`, `retry_later` and `give_up` over `$table`, whose rows
-/// load as `$row`, with `$done` the column a successful delivery sets.
+/// load as `$row`, with `$done` the column a successful delivery sets and `$to` the
+/// column naming where a row goes (which a claim can pass over).
 macro_rules! leased_outbox {
-    ($table:ident, $row:ty, $done:ident) => {
-        /// Leases the most overdue pending row until `now + lease` and counts the attempt.
-        /// `None` when nothing is due. A row another worker took between this one's SELECT
-        /// and UPDATE is passed over for the next one, a few times at most.
+    ($table:ident, $row:ty, $done:ident, $to:ident) => {
+        /// Leases the most overdue pending row not going to one of `skip` until
+        /// `now + lease` and counts the attempt. `None` when nothing is due. A row another
+        /// worker took between this one's SELECT and UPDATE is passed over for the next one,
+        /// a few times at most.
         pub fn claim_next(
             conn: &mut $crate::db::DbConnection,
             now: chrono::DateTime<chrono::Utc>,
             lease: std::time::Duration,
+            skip: &[String],
         ) -> Result<Option<$row>, $crate::db::DbError> {
             use diesel::prelude::*;
             let at = $crate::db::models::db_time(now);
@@ -28,11 +31,16 @@ macro_rules! leased_outbox {
                     .is_null()
                     .and($table::failed_at.is_null())
                     .and($table::next_attempt_at.le(at))
-                    .and($table::locked_until.is_null().or($table::locked_until.lt(at)))
+                    .and(
+                        $table::locked_until
+                            .is_null()
+                            .or($table::locked_until.lt(at)),
+                    )
             };
             for _ in 0..$crate::db::models::lease::CLAIM_TRIES {
                 let due: Option<String> = $table::table
                     .filter(claimable())
+                    .filter(diesel::dsl::not($table::$to.eq_any(skip)))
                     .order($table::next_attempt_at.asc())
                     .select($table::id)
                     .first(conn)
