@@ -28,6 +28,7 @@ use crate::db::models::users::{PendingEmailChange, Taken, User};
 use crate::db::{DbConnection, DbError};
 use crate::domain::Email;
 use crate::email::{self, templates};
+use crate::webhooks::{Event, UserChange, Webhooks};
 
 /// The `purpose` of confirmation links in the outbox (for the per-recipient limit).
 pub const EMAIL_CHANGE_PURPOSE: &str = "email_change";
@@ -182,13 +183,16 @@ pub fn confirm_email_change(
     conn: &mut DbConnection,
     change: &PendingEmailChange<'_>,
     replace_unclaimed: bool,
+    hooks: &Webhooks,
 ) -> Result<Result<(User, Vec<String>), NotConfirmed>, DbError> {
     let key = Email::key_of(change.pending_email);
+    let now = Utc::now();
     let outcome = conn.transaction(|conn| {
         if replace_unclaimed {
-            for id in User::delete_unclaimed_email(conn, &key, change.id)? {
+            for old in User::delete_unclaimed_email(conn, &key, change.id)? {
                 log::info!(target: "latchkey::accounts",
-                    "unclaimed user {id} replaced by user {}'s confirmed email change", change.id);
+                    "unclaimed user {} replaced by user {}'s confirmed email change", old.id, change.id);
+                hooks.record(conn, &Event::UserDeleted(&old), now)?;
             }
         }
         let user = match User::confirm_email_change(conn, change, &key) {
@@ -199,6 +203,7 @@ pub fn confirm_email_change(
             }
             Err(e) => return Err(Abort::Db(e)),
         };
+        hooks.record(conn, &Event::User(UserChange::Updated, &user), now)?;
         let names = groups::names_of(conn, &user.id)?;
         Ok((user, names))
     });

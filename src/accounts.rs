@@ -17,11 +17,12 @@ use diesel::Connection;
 
 use crate::config::Settings;
 use crate::db::models::outbox::{self, NewEmail};
-use crate::db::models::tokens::Opening;
+use crate::db::models::tokens::{Opening, Revoke};
 use crate::db::models::users::{User, UserChanges};
 use crate::db::models::{groups, tokens};
 use crate::db::{DbConnection, DbError};
 use crate::email::templates;
+use crate::webhooks::{Event, UserChange, Webhooks};
 
 /// Why an account operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,8 @@ pub struct NewSession<'a> {
     pub verified_hash: &'a str,
     /// A login moves `last_login`; a password change does not.
     pub touch_login: bool,
+    /// Told of the new session (`session.created`).
+    pub hooks: &'a Webhooks,
 }
 
 /// Why a session did not start: the user row no longer is what the request verified.
@@ -87,7 +90,7 @@ fn start_in(
             _ => Refused::Credentials,
         }));
     };
-    tokens::start_family(conn, &new.opening, now)?;
+    tokens::start_family(conn, &new.opening, now, new.hooks)?;
     let groups = groups::names_of(conn, id)?;
     Ok(Ok((user, groups)))
 }
@@ -100,6 +103,8 @@ pub struct PasswordChange<'a> {
     pub new_hash: &'a str,
     pub why: &'static str,
     pub new_session: Option<Opening<'a>>,
+    /// Told of the change, the sessions it ends and the one it starts.
+    pub hooks: &'a Webhooks,
 }
 
 /// Why [`replace_password`] changed nothing.
@@ -142,7 +147,15 @@ pub fn replace_password(
         if !User::replace_password_hash(conn, id, change.old_hash, change.new_hash)? {
             return Err(Abort::Refused(NotReplaced::Stale));
         }
-        tokens::revoke_user_families(conn, id, None, change.why, now)?;
+        let revoke = Revoke {
+            why: change.why,
+            now,
+            hooks: change.hooks,
+        };
+        tokens::revoke_user_families(conn, id, None, &revoke)?;
+        change
+            .hooks
+            .record(conn, &Event::PasswordChanged { user_id: id }, now)?;
         let Some(opening) = change.new_session else {
             return Ok(None);
         };
@@ -150,6 +163,7 @@ pub fn replace_password(
             opening,
             verified_hash: change.new_hash,
             touch_login: false,
+            hooks: change.hooks,
         };
         match start_in(conn, &new, now)? {
             Ok(started) => Ok(Some(started)),
@@ -169,6 +183,7 @@ pub fn replace_password(
 pub fn approve(
     conn: &mut DbConnection,
     settings: &Settings,
+    hooks: &Webhooks,
     user_id: &str,
 ) -> Result<bool, DbError> {
     let verification = settings.accounts.require_email_verification;
@@ -176,6 +191,8 @@ pub fn approve(
         let Some(user) = User::approve(conn, user_id, verification)? else {
             return Ok(false);
         };
+        let now = Utc::now();
+        hooks.record(conn, &Event::User(UserChange::Approved, &user), now)?;
         let email = templates::approved(
             &settings.accounts.site_name,
             &user.email,
@@ -188,7 +205,7 @@ pub fn approve(
             text_body: &email.text,
             html_body: &email.html,
         };
-        outbox::enqueue(conn, &new, Utc::now())?;
+        outbox::enqueue(conn, &new, now)?;
         log::info!(target: "latchkey::accounts", "user {} approved", user.id);
         Ok(true)
     })
@@ -210,6 +227,7 @@ pub struct StaffUpdate {
 pub fn update_by_staff(
     conn: &mut DbConnection,
     settings: &Settings,
+    hooks: &Webhooks,
     user_id: &str,
     mut update: StaffUpdate,
 ) -> Result<(User, Vec<String>), AccountError> {
@@ -234,14 +252,20 @@ pub fn update_by_staff(
             groups::set_for_user(conn, user_id, names)?;
         }
         if update.changes.is_active == Some(true) && user.approval_pending {
-            approve(conn, settings, user_id)?;
+            approve(conn, settings, hooks, user_id)?;
             // Approval decides: active now, or once the email is verified.
             update.changes.is_active = None;
         }
         let user = User::update(conn, user_id, &update.changes)?.ok_or(AccountError::NotFound)?;
+        let now = Utc::now();
+        hooks.record(conn, &Event::User(UserChange::Updated, &user), now)?;
         if update.changes.is_active == Some(false) {
-            let revoked =
-                tokens::revoke_user_families(conn, user_id, None, "deactivated", Utc::now())?;
+            let revoke = Revoke {
+                why: "deactivated",
+                now,
+                hooks,
+            };
+            let revoked = tokens::revoke_user_families(conn, user_id, None, &revoke)?;
             log::info!(target: "latchkey::accounts",
                 "user {user_id} disabled by staff; {revoked} refresh-token famil{} revoked",
                 if revoked == 1 { "y" } else { "ies" });
@@ -252,17 +276,47 @@ pub fn update_by_staff(
 }
 
 /// Deletes a user with their tokens and memberships, unless they are the last active
-/// staff user. `NotFound` if there is no such user.
-pub fn delete(conn: &mut DbConnection, user_id: &str) -> Result<(), AccountError> {
+/// staff user. `NotFound` if there is no such user. Their live sessions are revoked first,
+/// so that `session.revoked` tells of each before `user.deleted`.
+pub fn delete(
+    conn: &mut DbConnection,
+    hooks: &Webhooks,
+    user_id: &str,
+) -> Result<(), AccountError> {
     conn.transaction(|conn| {
         if is_last_staff(conn, user_id)? {
             return Err(AccountError::LastStaff);
         }
-        if User::delete(conn, user_id)? {
-            Ok(())
-        } else {
-            Err(AccountError::NotFound)
+        let user = User::find(conn, user_id)?.ok_or(AccountError::NotFound)?;
+        let now = Utc::now();
+        let revoke = Revoke {
+            why: "deleted",
+            now,
+            hooks,
+        };
+        tokens::revoke_user_families(conn, user_id, None, &revoke)?;
+        if !User::delete(conn, user_id)? {
+            return Err(AccountError::NotFound);
         }
+        hooks.record(conn, &Event::UserDeleted(&user), now)?;
+        Ok(())
+    })
+}
+
+/// Runs `change`, a write that returns the user it changed (`None`: nothing changed), and
+/// records that as a `kind` event, in one transaction.
+pub fn change_user(
+    conn: &mut DbConnection,
+    hooks: &Webhooks,
+    kind: UserChange,
+    change: impl FnOnce(&mut DbConnection) -> Result<Option<User>, DbError>,
+) -> Result<Option<User>, DbError> {
+    conn.transaction(|conn| {
+        let user = change(conn)?;
+        if let Some(user) = &user {
+            hooks.record(conn, &Event::User(kind, user), Utc::now())?;
+        }
+        Ok(user)
     })
 }
 

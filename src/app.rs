@@ -34,11 +34,16 @@ use crate::http::routes;
 use crate::http::state::AppState;
 use crate::http::throttle::{RouteLimits, Throttle};
 use crate::metrics::Metrics;
+use crate::webhooks::Webhooks;
+use crate::webhooks::delivery::Sender;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `latchkey webhooks send-test` did not get a 2xx.
+    #[error("{0}")]
+    Webhook(String),
     #[error("`database.url`: {0}")]
     Database(#[from] DbError),
     #[error(transparent)]
@@ -190,7 +195,7 @@ fn spawn_token_purge(db: Database) {
     }));
 }
 
-/// Everything the handlers share, from the settings. Starts the email worker, so it must
+/// Everything the handlers share, from the settings. Starts the email and webhook workers, so it must
 /// run inside the server's async runtime.
 pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     // Everything that can be checked without a connection is checked first: a failed start
@@ -199,6 +204,8 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
     let keys = KeySet::load(&settings.jwt, &url)?;
     let mailer = Mailer::new(&settings.email)?;
+    let webhooks = Webhooks::load(&settings.webhooks).map_err(ConfigError)?;
+    let sender = Sender::new(settings.webhooks.timeout).map_err(ConfigError)?;
     let db = Database::connect(&settings.database, settings.database.migrate_on_start)?;
     let account_secret = account_token_secret(&settings, &keys)?;
     let account_tokens = AccountTokens::new(&account_secret);
@@ -230,6 +237,16 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         settings.email.retry_base,
         metrics.emails.clone(),
     );
+    crate::webhooks::worker::spawn(
+        &db,
+        &webhooks,
+        crate::webhooks::worker::Worker {
+            sender,
+            timeout: settings.webhooks.timeout,
+            retry_base: settings.webhooks.retry_base,
+            counts: metrics.webhooks.clone(),
+        },
+    );
     let account_limit = Arc::new(AccountLimit::new(&settings.throttle));
     Ok(AppState {
         account_limit,
@@ -241,6 +258,7 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         account_tokens,
         totp,
         outbox,
+        webhooks,
         metrics,
     })
 }

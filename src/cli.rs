@@ -10,10 +10,14 @@ use clap::{Parser, Subcommand};
 use crate::app::{Application, StartupError};
 use crate::auth::{keys, password};
 use crate::config::{JwtAlgorithm, Settings};
+use crate::db::models::tokens::Revoke;
 use crate::db::models::users::{NewUser, Taken, User};
 use crate::db::models::{db_time, mfa, tokens};
 use crate::db::{Database, DbConnection};
 use crate::domain::{Email, PasswordPolicy, UserId, Username};
+use crate::webhooks::delivery::Sender;
+use crate::webhooks::{Event, UserChange, Webhooks};
+use diesel::Connection;
 
 #[derive(Parser, Debug)]
 #[command(name = "latchkey", version, about = "JWT-issuing identity service")]
@@ -51,6 +55,21 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Webhook utilities.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum WebhooksCommand {
+    /// Deliver a signed `ping` event to a configured endpoint now and print its answer.
+    SendTest {
+        /// One of `webhooks.endpoints`' URLs.
+        #[arg(long)]
+        url: String,
     },
 }
 
@@ -95,6 +114,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Users {
             command: UsersCommand::MfaReset { username },
         } => mfa_reset(&username),
+        Command::Webhooks {
+            command: WebhooksCommand::SendTest { url },
+        } => send_test(&url),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -126,6 +148,39 @@ fn open_database() -> Result<(Settings, DbConnection), StartupError> {
     Ok((settings, conn))
 }
 
+/// The configured endpoints, for commands that record events (the running service
+/// delivers them).
+fn webhooks(settings: &Settings) -> Result<Webhooks, StartupError> {
+    Ok(Webhooks::load(&settings.webhooks).map_err(crate::config::ConfigError)?)
+}
+
+/// Sends a `ping` to the endpoint configured at `url`; a non-2xx answer is an error.
+fn send_test(url: &str) -> Result<(), StartupError> {
+    let settings = Settings::load()?;
+    let hooks = webhooks(&settings)?;
+    let endpoint = hooks.endpoint(url).ok_or_else(|| {
+        crate::config::ConfigError(format!("{url} is not one of `webhooks.endpoints`"))
+    })?;
+    let sender = Sender::new(settings.webhooks.timeout).map_err(StartupError::Webhook)?;
+    let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    let body = crate::webhooks::body("ping", Utc::now(), &serde_json::json!({}));
+    let answer = actix_web::rt::System::new()
+        .block_on(sender.send(endpoint, &id, &body))
+        .map_err(|why| StartupError::Webhook(format!("{url}: {why}")))?;
+    println!("HTTP {}", answer.status);
+    if !answer.body.is_empty() {
+        println!("{}", answer.body);
+    }
+    if answer.accepted() {
+        Ok(())
+    } else {
+        Err(StartupError::Webhook(format!(
+            "{url} answered HTTP {}",
+            answer.status
+        )))
+    }
+}
+
 fn flush_expired() -> Result<(), StartupError> {
     let (_, mut conn) = open_database()?;
     let (tokens, families) = tokens::delete_expired(&mut conn, Utc::now(), tokens::PURGE_BATCH)?;
@@ -135,10 +190,11 @@ fn flush_expired() -> Result<(), StartupError> {
 }
 
 fn mfa_reset(username: &str) -> Result<(), StartupError> {
-    let (_, mut conn) = open_database()?;
+    let (settings, mut conn) = open_database()?;
     let user = User::find_by_username_key(&mut conn, &Username::key_of(username))?
         .ok_or_else(|| crate::config::ConfigError(format!("no user named {username:?}")))?;
-    mfa::remove(&mut conn, &user.id, None, "mfa_reset", Utc::now())?;
+    let hooks = webhooks(&settings)?;
+    mfa::remove(&mut conn, &user.id, None, &Revoke::now("mfa_reset", &hooks))?;
     println!(
         "two-factor login removed for {}; their sessions are revoked",
         user.username
@@ -194,8 +250,14 @@ fn createsuperuser(username: &str, email: &str, password_stdin: bool) -> Result<
         approval_pending: false,
         date_joined: db_time(Utc::now()),
     };
-    match User::insert(&mut conn, &new) {
-        Ok(_) => {
+    let hooks = webhooks(&settings)?;
+    let created = conn.transaction(|conn| {
+        let user = User::insert(conn, &new)?;
+        let event = Event::User(UserChange::Created, &user);
+        hooks.record(conn, &event, Utc::now())
+    });
+    match created {
+        Ok(()) => {
             println!("created staff user {username} ({id})");
             Ok(())
         }

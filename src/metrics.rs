@@ -26,6 +26,13 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// An event type (a fixed list).
+    pub event: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -54,6 +61,8 @@ pub struct Metrics {
     pub tokens_issued: Family<KindLabels, Counter>,
     pub refresh_reuse: Counter,
     pub emails: Family<OutcomeLabels, Counter>,
+    pub webhooks: Family<WebhookLabels, Counter>,
+    pub webhooks_oldest_pending: Gauge,
     pub hash_queue_depth: Gauge,
     pub hash_wait: Histogram,
     pub db_connections: Family<StateLabels, Gauge>,
@@ -67,6 +76,8 @@ impl Metrics {
         let tokens_issued = Family::default();
         let refresh_reuse = Counter::default();
         let emails = Family::default();
+        let webhooks = Family::default();
+        let webhooks_oldest_pending = Gauge::default();
         let hash_queue_depth = Gauge::default();
         // From 1 ms (an idle pool) to ~16 s (a full queue at a high cost).
         let hash_wait = Histogram::new(exponential_buckets(0.001, 2.0, 15));
@@ -100,6 +111,16 @@ impl Metrics {
             emails.clone(),
         );
         r.register(
+            "webhooks",
+            "Webhook delivery attempts by event type and outcome: delivered, failed (to be retried), dead (given up)",
+            webhooks.clone(),
+        );
+        r.register(
+            "webhooks_oldest_pending_seconds",
+            "Age of the oldest webhook delivery not yet made (0: none pending)",
+            webhooks_oldest_pending.clone(),
+        );
+        r.register(
             "password_hash_queue_depth",
             "Password hash jobs waiting for a hashing thread",
             hash_queue_depth.clone(),
@@ -122,6 +143,8 @@ impl Metrics {
             tokens_issued,
             refresh_reuse,
             emails,
+            webhooks,
+            webhooks_oldest_pending,
             hash_queue_depth,
             hash_wait,
             db_connections,

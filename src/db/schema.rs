@@ -135,3 +135,20 @@ diesel::table! {
         used -> Bool,
     }
 }
+
+diesel::table! {
+    webhook_outbox (id) {
+        id -> Text,
+        event_id -> Text,
+        endpoint -> Text,
+        event_type -> Text,
+        body -> Text,
+        created_at -> Timestamp,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        delivered_at -> Nullable<Timestamp>,
+        failed_at -> Nullable<Timestamp>,
+    }
+}

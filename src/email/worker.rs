@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 
 use super::{Email, Mailer};
 use crate::db::Database;
+use crate::db::models::lease;
 use crate::db::models::outbox::{self, QueuedEmail};
 use crate::metrics::OutcomeLabels;
 
@@ -116,7 +117,7 @@ async fn attempt(
         Ok(()) => {
             log::info!(target: "latchkey::email", "email {id} delivered (attempt {attempts})");
             let sent = db
-                .write(move |conn| outbox::delivered(conn, &id, now))
+                .write(move |conn| outbox::done(conn, &id, now, outbox::SENT_RETENTION))
                 .await;
             ("sent", sent)
         }
@@ -157,10 +158,7 @@ fn gives_up(attempts: i32, created_at: NaiveDateTime, now: DateTime<Utc>) -> boo
 
 /// `base`, doubled for each further attempt, at most [`MAX_BACKOFF`].
 fn backoff(base: Duration, attempts: i32) -> Duration {
-    let doublings = u32::try_from(attempts.saturating_sub(1))
-        .unwrap_or(0)
-        .min(20);
-    base.saturating_mul(1 << doublings).min(MAX_BACKOFF)
+    lease::backoff(base, attempts, MAX_BACKOFF)
 }
 
 #[cfg(test)]

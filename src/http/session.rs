@@ -104,6 +104,7 @@ pub async fn open_by(
     let sid = minted.id.fam.clone();
     let verified_hash = user.password_hash.clone();
     let client = client.clone();
+    let hooks = state.webhooks.clone();
     let started = state
         .db
         .write(move |conn| {
@@ -111,6 +112,7 @@ pub async fn open_by(
                 opening: minted.opening(&client, amr),
                 verified_hash: &verified_hash,
                 touch_login,
+                hooks: &hooks,
             };
             accounts::start_session(conn, &new, now)
         })
@@ -152,6 +154,7 @@ pub async fn rotate(
     });
     let presented = presented_jti.to_owned();
     let client = client.clone();
+    let hooks = state.webhooks.clone();
     let (rotation, found) = state
         .db
         .write(move |conn| {
@@ -160,6 +163,7 @@ pub async fn rotate(
                 device: client.device(),
                 now,
                 grace_cutoff,
+                hooks: &hooks,
             };
             let rotation = tokens::rotate(conn, request, &successor.issued())?;
             if matches!(rotation, Rotation::Reused | Rotation::Revoked) {
@@ -243,6 +247,7 @@ async fn replace(
 ) -> Result<Result<Option<Started>, NotReplaced>, ApiError> {
     let new_hash = state.hasher.hash(password).await?;
     let (id, old_hash) = (user.id.clone(), user.password_hash.clone());
+    let hooks = state.webhooks.clone();
     Ok(state
         .db
         .write(move |conn| {
@@ -254,6 +259,7 @@ async fn replace(
                 new_session: new_session
                     .as_ref()
                     .map(|(minted, client)| minted.opening(client, PASSWORD)),
+                hooks: &hooks,
             };
             accounts::replace_password(conn, &change, Utc::now())
         })

@@ -12,6 +12,7 @@ use crate::db::Database;
 use crate::domain::{Password, PasswordPolicy, Problems};
 use crate::email::worker::Outbox;
 use crate::metrics::Metrics;
+use crate::webhooks::Webhooks;
 
 pub struct AppState {
     pub account_limit: std::sync::Arc<AccountLimit>,
@@ -24,6 +25,8 @@ pub struct AppState {
     /// Seals the TOTP secrets stored in the database.
     pub totp: SecretBox,
     pub outbox: Outbox,
+    /// Where account events go (recorded in the transaction of their change).
+    pub webhooks: Webhooks,
     pub metrics: Metrics,
 }
 

@@ -97,7 +97,8 @@ async fn approve(app: &TestApp, user_id: &str) -> bool {
     tokio::task::spawn_blocking(move || {
         let mut conn =
             Database::connect_once(&settings.database, false).expect("cannot open the database");
-        latchkey::accounts::approve(&mut conn, &settings, &user_id).expect("approve failed")
+        latchkey::accounts::approve(&mut conn, &settings, &Default::default(), &user_id)
+            .expect("approve failed")
     })
     .await
     .expect("approve task panicked")

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::db_time;
-use super::tokens;
+use super::tokens::{self, Revoke};
 use crate::db::schema::{mfa_tokens, recovery_codes, user_totp, users};
 use crate::db::{DbConnection, DbError};
 
@@ -133,8 +133,7 @@ pub fn remove(
     conn: &mut DbConnection,
     user_id: &str,
     keep: Option<&str>,
-    why: &str,
-    now: DateTime<Utc>,
+    revoke: &Revoke<'_>,
 ) -> Result<bool, DbError> {
     conn.transaction(|conn| {
         let was_on = diesel::update(users::table.find(user_id))
@@ -148,7 +147,7 @@ pub fn remove(
         diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
             .execute(conn)?;
         diesel::delete(mfa_tokens::table.filter(mfa_tokens::user_id.eq(user_id))).execute(conn)?;
-        tokens::revoke_user_families(conn, user_id, keep, why, now)?;
+        tokens::revoke_user_families(conn, user_id, keep, revoke)?;
         Ok(true)
     })
 }

@@ -6,11 +6,13 @@
 //! execution (a full parse per query, measured at about a tenth of a verify request's CPU).
 
 pub mod groups;
+pub mod lease;
 pub mod mfa;
 pub mod outbox;
 pub mod tokens;
 pub mod user_list;
 pub mod users;
+pub mod webhook_outbox;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 

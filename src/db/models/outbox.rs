@@ -3,11 +3,8 @@
 //!
 //! A message is *pending* (`sent_at` and `failed_at` unset), *sent* (`sent_at`) or *dead*
 //! (`failed_at`: the worker gave up; kept with its `last_error` for the operator, never
-//! attempted again). A worker claims one pending message at a time by setting a lease
-//! (`locked_until`) with a conditional UPDATE, so with several replicas each message is
-//! handed to one worker at a time; a worker that dies mid-delivery only delays the message
-//! until its lease runs out. How long the lease must be is the worker's business
-//! (`crate::email::worker`).
+//! attempted again); workers lease it as `super::lease` describes. How long the lease must
+//! be is the worker's business (`crate::email::worker`).
 //!
 //! Sent messages stay for [`SENT_RETENTION`] so that the per-recipient limit on emailed
 //! account links ([`enqueue_link`]) is a query on this table, shared by every replica.
@@ -18,6 +15,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::db_time;
+use super::lease::chrono_duration;
 use crate::db::schema::{email_outbox, users};
 use crate::db::{DbConnection, DbError};
 
@@ -131,98 +129,4 @@ fn insert(
     Ok(())
 }
 
-/// Settings and constants are validated far below chrono's range; saturate regardless.
-fn chrono_duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-/// Leases the most overdue pending message until `now + lease` and counts the attempt.
-/// `None` when nothing is due, or when another worker took the message first.
-pub fn claim_next(
-    conn: &mut DbConnection,
-    now: DateTime<Utc>,
-    lease: Duration,
-) -> Result<Option<QueuedEmail>, DbError> {
-    let at = db_time(now);
-    let claimable = || {
-        email_outbox::sent_at
-            .is_null()
-            .and(email_outbox::failed_at.is_null())
-            .and(email_outbox::next_attempt_at.le(at))
-            .and(
-                email_outbox::locked_until
-                    .is_null()
-                    .or(email_outbox::locked_until.lt(at)),
-            )
-    };
-    let due: Option<String> = email_outbox::table
-        .filter(claimable())
-        .order(email_outbox::next_attempt_at.asc())
-        .select(email_outbox::id)
-        .first(conn)
-        .optional()?;
-    let Some(id) = due else {
-        return Ok(None);
-    };
-    // The condition is repeated on the UPDATE: PostgreSQL re-checks it on the locked row,
-    // and SQLite runs one writer at a time, so two workers racing for a message cannot
-    // both win it.
-    Ok(
-        diesel::update(email_outbox::table.find(&id).filter(claimable()))
-            .set((
-                email_outbox::locked_until.eq(db_time(now + chrono_duration(lease))),
-                email_outbox::attempts.eq(email_outbox::attempts + 1),
-            ))
-            .returning(email_outbox::all_columns)
-            .get_result(conn)
-            .optional()?,
-    )
-}
-
-/// Delivered: the message is kept as sent for [`SENT_RETENTION`]; messages sent before
-/// that go now (deliveries are what fills the table, so they are what empties it).
-pub fn delivered(conn: &mut DbConnection, id: &str, now: DateTime<Utc>) -> Result<(), DbError> {
-    diesel::update(email_outbox::table.find(id))
-        .set((
-            email_outbox::sent_at.eq(db_time(now)),
-            email_outbox::locked_until.eq(None::<NaiveDateTime>),
-        ))
-        .execute(conn)?;
-    let expired = db_time(now - chrono_duration(SENT_RETENTION));
-    diesel::delete(email_outbox::table.filter(email_outbox::sent_at.lt(expired))).execute(conn)?;
-    Ok(())
-}
-
-/// Not delivered: release the lease and try again at `retry_at`.
-pub fn retry_later(
-    conn: &mut DbConnection,
-    id: &str,
-    error: &str,
-    retry_at: DateTime<Utc>,
-) -> Result<(), DbError> {
-    diesel::update(email_outbox::table.find(id))
-        .set((
-            email_outbox::locked_until.eq(None::<NaiveDateTime>),
-            email_outbox::next_attempt_at.eq(db_time(retry_at)),
-            email_outbox::last_error.eq(error),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
-/// Not delivered, for the last time: the message is dead, kept but never claimed again.
-pub fn give_up(
-    conn: &mut DbConnection,
-    id: &str,
-    error: &str,
-    now: DateTime<Utc>,
-) -> Result<(), DbError> {
-    diesel::update(email_outbox::table.find(id))
-        .set((
-            email_outbox::locked_until.eq(None::<NaiveDateTime>),
-            email_outbox::failed_at.eq(db_time(now)),
-            email_outbox::last_error.eq(error),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
+super::lease::leased_outbox!(email_outbox, QueuedEmail, sent_at);

@@ -19,6 +19,7 @@ use diesel::prelude::*;
 use super::db_time;
 use crate::db::schema::{blacklisted_tokens, outstanding_tokens, token_families};
 use crate::db::{DbConnection, DbError};
+use crate::webhooks::{Event, Webhooks};
 
 /// Why a refresh token stopped working; stored in the blacklist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,7 @@ impl Reason {
 
 #[derive(Queryable, Debug)]
 struct Family {
+    user_id: String,
     current_jti: String,
     previous_jti: Option<String>,
     rotated_at: Option<NaiveDateTime>,
@@ -136,6 +138,27 @@ pub struct RotateRequest<'a> {
     /// window at all (a request that was already waiting when the replacement happened
     /// then counts as reuse too).
     pub grace_cutoff: Option<DateTime<Utc>>,
+    /// Told of a session revoked for reuse.
+    pub hooks: &'a Webhooks,
+}
+
+/// Why and when sessions end, and who hears of it (`session.revoked`).
+#[derive(Debug, Clone, Copy)]
+pub struct Revoke<'a> {
+    pub why: &'a str,
+    pub now: DateTime<Utc>,
+    pub hooks: &'a Webhooks,
+}
+
+impl<'a> Revoke<'a> {
+    /// Sessions ending now, because of `why`.
+    pub fn now(why: &'a str, hooks: &'a Webhooks) -> Self {
+        Self {
+            why,
+            now: Utc::now(),
+            hooks,
+        }
+    }
 }
 
 /// Starts a family (a session) with its first refresh token.
@@ -143,6 +166,7 @@ pub fn start_family(
     conn: &mut DbConnection,
     opening: &Opening<'_>,
     now: DateTime<Utc>,
+    hooks: &Webhooks,
 ) -> Result<(), DbError> {
     let first = &opening.first;
     conn.transaction(|conn| {
@@ -159,7 +183,13 @@ pub fn start_family(
                 token_families::amr.eq(opening.amr),
             ))
             .execute(conn)?;
-        record_outstanding(conn, first, now)
+        record_outstanding(conn, first, now)?;
+        let event = Event::SessionCreated {
+            user_id: first.user_id,
+            session_id: first.family_id,
+            amr: opening.amr,
+        };
+        hooks.record(conn, &event, now)
     })
 }
 
@@ -208,6 +238,7 @@ fn lock_live_family(conn: &mut DbConnection, family_id: &str) -> Result<Option<F
     Ok(diesel::update(live)
         .set(token_families::current_jti.eq(token_families::current_jti))
         .returning((
+            token_families::user_id,
             token_families::current_jti,
             token_families::previous_jti,
             token_families::rotated_at,
@@ -351,7 +382,12 @@ pub fn rotate(
                 })
             }));
         }
-        revoke_locked(conn, family_id, &family.current_jti, "reuse", req.now)?;
+        let reuse = Revoke {
+            why: "reuse",
+            now: req.now,
+            hooks: req.hooks,
+        };
+        revoke_locked(conn, family_id, &family, &reuse)?;
         Ok(Rotation::Reused)
     })
 }
@@ -359,17 +395,28 @@ pub fn rotate(
 fn revoke_locked(
     conn: &mut DbConnection,
     family_id: &str,
-    current_jti: &str,
-    why: &str,
-    now: DateTime<Utc>,
+    family: &Family,
+    revoke: &Revoke<'_>,
 ) -> Result<(), DbError> {
     diesel::update(token_families::table.find(family_id))
         .set((
-            token_families::revoked_at.eq(db_time(now)),
-            token_families::revoked_reason.eq(why),
+            token_families::revoked_at.eq(db_time(revoke.now)),
+            token_families::revoked_reason.eq(revoke.why),
         ))
         .execute(conn)?;
-    blacklist(conn, current_jti, family_id, Reason::Revoked, now)
+    blacklist(
+        conn,
+        &family.current_jti,
+        family_id,
+        Reason::Revoked,
+        revoke.now,
+    )?;
+    let event = Event::SessionRevoked {
+        user_id: &family.user_id,
+        session_id: family_id,
+        reason: revoke.why,
+    };
+    revoke.hooks.record(conn, &event, revoke.now)
 }
 
 /// The live sessions (families neither revoked nor expired) of `user_id`, most recently
@@ -403,14 +450,13 @@ pub fn revoke_session(
     conn: &mut DbConnection,
     user_id: &str,
     family_id: &str,
-    why: &str,
-    now: DateTime<Utc>,
+    revoke: &Revoke<'_>,
 ) -> Result<bool, DbError> {
     conn.transaction(|conn| {
         let owned = token_families::table
             .find(family_id)
             .filter(token_families::user_id.eq(user_id))
-            .filter(token_families::expires_at.gt(db_time(now)))
+            .filter(token_families::expires_at.gt(db_time(revoke.now)))
             .select(token_families::id)
             .first::<String>(conn)
             .optional()?;
@@ -418,9 +464,7 @@ pub fn revoke_session(
             return Ok(false);
         }
         match lock_live_family(conn, family_id)? {
-            Some(family) => {
-                revoke_locked(conn, family_id, &family.current_jti, why, now).map(|()| true)
-            }
+            Some(family) => revoke_locked(conn, family_id, &family, revoke).map(|()| true),
             None => Ok(false),
         }
     })
@@ -430,11 +474,10 @@ pub fn revoke_session(
 pub fn revoke_family(
     conn: &mut DbConnection,
     family_id: &str,
-    why: &str,
-    now: DateTime<Utc>,
+    revoke: &Revoke<'_>,
 ) -> Result<(), DbError> {
     conn.transaction(|conn| match lock_live_family(conn, family_id)? {
-        Some(family) => revoke_locked(conn, family_id, &family.current_jti, why, now),
+        Some(family) => revoke_locked(conn, family_id, &family, revoke),
         None => Ok(()),
     })
 }
@@ -445,8 +488,7 @@ pub fn revoke_user_families(
     conn: &mut DbConnection,
     user_id: &str,
     except_family: Option<&str>,
-    why: &str,
-    now: DateTime<Utc>,
+    revoke: &Revoke<'_>,
 ) -> Result<usize, DbError> {
     let live: Vec<String> = token_families::table
         .filter(
@@ -461,7 +503,7 @@ pub fn revoke_user_families(
         .filter(|id| Some(id.as_str()) != except_family)
         .collect();
     for family_id in &doomed {
-        revoke_family(conn, family_id, why, now)?;
+        revoke_family(conn, family_id, revoke)?;
     }
     Ok(doomed.len())
 }

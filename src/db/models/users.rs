@@ -23,6 +23,7 @@ use diesel::prelude::*;
 use super::db_time;
 use crate::db::schema::users;
 use crate::db::{DbConnection, DbError};
+use crate::webhooks::{Event, UserChange, Webhooks};
 
 /// A user row. Deliberately not `Debug`/`Serialize`: it holds the password hash.
 #[derive(Queryable, Selectable, Identifiable, Clone)]
@@ -138,21 +139,26 @@ impl User {
         conn: &mut DbConnection,
         new: &NewUser<'_>,
         replace_unclaimed: bool,
+        hooks: &Webhooks,
     ) -> Result<User, DbError> {
         conn.transaction(|conn| {
+            let now = Utc::now();
             if replace_unclaimed {
                 let doomed = users::table
                     .filter(users::email_key.eq(new.email_key))
                     .filter(unclaimed());
-                let replaced: Vec<String> = diesel::delete(doomed)
-                    .returning(users::id)
+                let replaced: Vec<User> = diesel::delete(doomed)
+                    .returning(users::all_columns)
                     .get_results(conn)?;
-                for id in replaced {
+                for old in &replaced {
                     log::info!(target: "latchkey::accounts",
-                        "unclaimed user {id} replaced by a new registration for its email");
+                        "unclaimed user {} replaced by a new registration for its email", old.id);
+                    hooks.record(conn, &Event::UserDeleted(old), now)?;
                 }
             }
-            Self::insert(conn, new)
+            let user = Self::insert(conn, new)?;
+            hooks.record(conn, &Event::User(UserChange::Created, &user), now)?;
+            Ok(user)
         })
     }
 
@@ -416,13 +422,13 @@ impl User {
         conn: &mut DbConnection,
         email_key: &str,
         me: &str,
-    ) -> Result<Vec<String>, DbError> {
+    ) -> Result<Vec<User>, DbError> {
         let doomed = users::table
             .filter(users::email_key.eq(email_key))
             .filter(users::id.ne(me))
             .filter(unclaimed());
         Ok(diesel::delete(doomed)
-            .returning(users::id)
+            .returning(users::all_columns)
             .get_results(conn)?)
     }
 

@@ -10,6 +10,7 @@ use super::Route;
 use super::activation::{bad_token, bad_uid};
 use super::users_me::{check_current_password, wrong_password};
 use crate::account_changes::{self, EmailChangeRequest, NotConfirmed, NotRequested};
+use crate::accounts;
 use crate::db::models::users::{Taken, User};
 use crate::domain::{Email, UserId, Username};
 use crate::http::body::{BodySpec, Kind, bounds, required};
@@ -21,6 +22,7 @@ use crate::http::mailing::LINK_LIMIT;
 use crate::http::openapi::schemas::Empty;
 use crate::http::state::AppState;
 use crate::http::views::UserView;
+use crate::webhooks::UserChange;
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
@@ -225,6 +227,7 @@ async fn confirm_email_change(
     }
     let replace_unclaimed = state.settings.accounts.require_email_verification;
     let checked = user.clone();
+    let hooks = state.webhooks.clone();
     let outcome = state
         .db
         .write(move |conn| {
@@ -232,7 +235,7 @@ async fn confirm_email_change(
             let Some(change) = account_changes::pending_change(&checked) else {
                 return Ok(Err(NotConfirmed::Stale));
             };
-            account_changes::confirm_email_change(conn, &change, replace_unclaimed)
+            account_changes::confirm_email_change(conn, &change, replace_unclaimed, &hooks)
         })
         .await?;
     match outcome {
@@ -283,9 +286,14 @@ async fn change_username(
         return Err(username_taken());
     }
     let (id, hash) = (who.user.id.clone(), who.user.password_hash.clone());
+    let hooks = state.webhooks.clone();
     let renamed = state
         .db
-        .write(move |conn| User::change_username(conn, &id, &hash, username.as_str(), &key))
+        .write(move |conn| {
+            accounts::change_user(conn, &hooks, UserChange::Updated, |conn| {
+                User::change_username(conn, &id, &hash, username.as_str(), &key)
+            })
+        })
         .await;
     let user = match renamed {
         Ok(Some(user)) => user,

@@ -9,6 +9,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::Route;
+use crate::accounts;
 use crate::auth::account_tokens::Purpose;
 use crate::db::models::users::User;
 use crate::domain::{Email, UserId};
@@ -22,6 +23,7 @@ use crate::http::openapi::schemas::{Activated, Empty, TokenTransport};
 use crate::http::state::AppState;
 use crate::http::views::UserView;
 use crate::http::{mailing, session};
+use crate::webhooks::UserChange;
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
@@ -126,9 +128,14 @@ async fn activate(
     let user = user_for_token(&state, &uid, &token, Purpose::Activation).await?;
     let id = user.id.clone();
     // Lost a race with another use of the same link: the token is spent.
+    let hooks = state.webhooks.clone();
     let user = state
         .db
-        .write(move |conn| User::activate(conn, &id))
+        .write(move |conn| {
+            accounts::change_user(conn, &hooks, UserChange::Activated, |conn| {
+                User::activate(conn, &id)
+            })
+        })
         .await?
         .ok_or_else(bad_token)?;
     log::info!(target: "latchkey::accounts", "user {} verified their email", user.id);

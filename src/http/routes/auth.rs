@@ -8,7 +8,7 @@ use super::Route;
 use crate::auth::account_tokens::Purpose;
 use crate::auth::jwt::{RefreshClaims, TokenType};
 use crate::db::models::db_time;
-use crate::db::models::tokens::{self, Liveness};
+use crate::db::models::tokens::{self, Liveness, Revoke};
 use crate::db::models::users::{NewUser, Taken, User};
 use crate::domain::{Email, Password, UserId, Username, check_bio, check_name};
 use crate::http::account_limit::Account;
@@ -207,6 +207,7 @@ async fn register(
     let approval = accounts.require_admin_approval;
     let id = UserId::new().to_string();
     let now = Utc::now();
+    let hooks = state.webhooks.clone();
     let user = {
         let (id, username, email) = (
             id.clone(),
@@ -233,7 +234,7 @@ async fn register(
                     approval_pending: approval,
                     date_joined: db_time(now),
                 };
-                User::register(conn, &new, replace_unclaimed)
+                User::register(conn, &new, replace_unclaimed, &hooks)
             })
             .await
             .map_err(|e| User::taken(&e).map_or_else(|| ApiError::from(e), conflict))?
@@ -469,9 +470,12 @@ async fn logout(
     };
     let revoked = async {
         let claims = refresh_claims(&state, &presented.token)?;
+        let hooks = state.webhooks.clone();
         state
             .db
-            .write(move |conn| tokens::revoke_family(conn, &claims.fam, "logout", Utc::now()))
+            .write(move |conn| {
+                tokens::revoke_family(conn, &claims.fam, &Revoke::now("logout", &hooks))
+            })
             .await?;
         Ok(HttpResponse::NoContent().finish())
     };
@@ -500,9 +504,12 @@ async fn logout_all(
     who: AuthenticatedUser,
 ) -> Result<HttpResponse, ApiError> {
     let id = who.user.id;
+    let hooks = state.webhooks.clone();
     let revoked = state
         .db
-        .write(move |conn| tokens::revoke_user_families(conn, &id, None, "logout_all", Utc::now()))
+        .write(move |conn| {
+            tokens::revoke_user_families(conn, &id, None, &Revoke::now("logout_all", &hooks))
+        })
         .await?;
     log::info!(target: "latchkey::accounts", "logout everywhere: {revoked} session(s) revoked");
     Ok(HttpResponse::NoContent().finish())

@@ -1,9 +1,12 @@
 //! `GET /metrics`: the OpenMetrics text exposition Prometheus scrapes. Gauges that describe a current state
-//! (hashing queue, connection pool) are read at scrape time.
+//! (hashing queue, connection pool, the oldest pending webhook delivery) are read at scrape
+//! time.
 
 use actix_web::{HttpResponse, web};
+use chrono::Utc;
 
 use super::Route;
+use crate::db::models::webhook_outbox;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::metrics::StateLabels;
@@ -20,7 +23,7 @@ pub(super) fn routes() -> Vec<Route> {
     summary = "Prometheus metrics",
     description = "Request counts and latencies per route and status, logins by outcome, \
                    tokens issued, refresh reuse detected, hashing queue depth, database \
-                   connections.",
+                   connections, webhook deliveries and the age of the oldest pending one.",
     responses((
         status = 200,
         description = "The OpenMetrics text exposition format.",
@@ -39,6 +42,11 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     m.db_connections
         .get_or_create(&StateLabels { state: "in_use" })
         .set(in_use.into());
+    if !state.webhooks.endpoints().is_empty() {
+        let oldest = state.db.run(webhook_outbox::oldest_pending).await?;
+        let age = oldest.map_or(0, |at| (Utc::now().naive_utc() - at).num_seconds().max(0));
+        m.webhooks_oldest_pending.set(age);
+    }
     let text = m
         .render()
         .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;

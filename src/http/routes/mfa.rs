@@ -16,6 +16,7 @@ use super::Route;
 use super::users_me::check_current_password;
 use crate::auth::totp::{self, SecretBox};
 use crate::db::models::mfa;
+use crate::db::models::tokens::Revoke;
 use crate::db::models::users::User;
 use crate::http::account_limit::Account;
 use crate::http::body::{BodySpec, Kind, bounds, required, text};
@@ -482,9 +483,13 @@ async fn disable(
         .get("sid")
         .and_then(|sid| sid.as_str())
         .map(str::to_owned);
+    let hooks = state.webhooks.clone();
     state
         .db
-        .write(move |conn| mfa::remove(conn, &id, keep.as_deref(), "mfa_disabled", Utc::now()))
+        .write(move |conn| {
+            let revoke = Revoke::now("mfa_disabled", &hooks);
+            mfa::remove(conn, &id, keep.as_deref(), &revoke)
+        })
         .await?;
     log::info!(target: "latchkey::accounts", "user {} turned off two-factor login", who.user.id);
     Ok(HttpResponse::NoContent().finish())
@@ -542,9 +547,10 @@ async fn staff_reset(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let target = id.clone();
+    let hooks = state.webhooks.clone();
     let found = state
         .db
-        .write(move |conn| mfa::remove(conn, &target, None, "mfa_reset", Utc::now()))
+        .write(move |conn| mfa::remove(conn, &target, None, &Revoke::now("mfa_reset", &hooks)))
         .await?;
     if !found {
         return Err(ApiError::NotFound);

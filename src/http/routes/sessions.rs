@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Route;
 use super::users_admin::user_id;
-use crate::db::models::tokens::{self, SessionRow};
+use crate::db::models::tokens::{self, Revoke, SessionRow};
 use crate::db::models::users::User;
 use crate::http::error::ApiError;
 use crate::http::error::ProblemCode as Code;
@@ -123,10 +123,12 @@ async fn end_my_session(
 ) -> Result<HttpResponse, ApiError> {
     let family = path.into_inner();
     let user_id = who.user.id;
+    let hooks = state.webhooks.clone();
     let ended = state
         .db
         .write(move |conn| {
-            tokens::revoke_session(conn, &user_id, &family, "session_ended", Utc::now())
+            let revoke = Revoke::now("session_ended", &hooks);
+            tokens::revoke_session(conn, &user_id, &family, &revoke)
         })
         .await?;
     if !ended {
@@ -152,11 +154,12 @@ async fn end_my_other_sessions(
 ) -> Result<HttpResponse, ApiError> {
     let current = current_session(&who);
     let user_id = who.user.id;
+    let hooks = state.webhooks.clone();
     let ended = state
         .db
         .write(move |conn| {
-            let now = Utc::now();
-            tokens::revoke_user_families(conn, &user_id, current.as_deref(), "sign_out_others", now)
+            let revoke = Revoke::now("sign_out_others", &hooks);
+            tokens::revoke_user_families(conn, &user_id, current.as_deref(), &revoke)
         })
         .await?;
     log::info!(target: "latchkey::accounts", "signed out {ended} other session(s)");

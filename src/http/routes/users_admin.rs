@@ -351,10 +351,14 @@ async fn update(
             groups,
         })
     })?;
-    let settings = state.settings.clone();
+    let (settings, hooks) = (state.settings.clone(), state.webhooks.clone());
     let (user, groups) = state
         .db
-        .write(move |conn| Ok(accounts::update_by_staff(conn, &settings, &id, update)))
+        .write(move |conn| {
+            Ok(accounts::update_by_staff(
+                conn, &settings, &hooks, &id, update,
+            ))
+        })
         .await??;
     log::info!(target: "latchkey::accounts", "staff {} updated user {}", staff.user.id, user.id);
     state.outbox.wake();
@@ -382,9 +386,10 @@ async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
     let target = id.clone();
+    let hooks = state.webhooks.clone();
     state
         .db
-        .write(move |conn| Ok(accounts::delete(conn, &target)))
+        .write(move |conn| Ok(accounts::delete(conn, &hooks, &target)))
         .await??;
     log::info!(target: "latchkey::accounts", "staff {} deleted user {id}", staff.user.id);
     Ok(HttpResponse::NoContent().finish())

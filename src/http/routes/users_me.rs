@@ -17,6 +17,7 @@ use crate::http::openapi::schemas::TokenTransport;
 use crate::http::session;
 use crate::http::state::AppState;
 use crate::http::views::{TokenPair, UserView};
+use crate::webhooks::UserChange;
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
@@ -105,9 +106,14 @@ async fn update_me(
         })
     })?;
     let id = who.user.id.clone();
+    let hooks = state.webhooks.clone();
     let user = state
         .db
-        .write(move |conn| User::update(conn, &id, &changes))
+        .write(move |conn| {
+            accounts::change_user(conn, &hooks, UserChange::Updated, |conn| {
+                User::update(conn, &id, &changes)
+            })
+        })
         .await?
         .ok_or_else(|| ApiError::TokenInvalid("user no longer exists".into()))?;
     Ok(HttpResponse::Ok().json(UserView::new(&user, who.groups)))
@@ -158,10 +164,11 @@ async fn delete_me(
     let current = f.finish(|| current)?;
     check_current_password(&state, &who.user, &current).await?;
     let id = who.user.id.clone();
+    let hooks = state.webhooks.clone();
     // Tokens and group memberships go with the row (ON DELETE CASCADE).
     state
         .db
-        .write(move |conn| Ok(accounts::delete(conn, &id)))
+        .write(move |conn| Ok(accounts::delete(conn, &hooks, &id)))
         .await??;
     log::info!(target: "latchkey::accounts", "user {} deleted their account", who.user.id);
     Ok(HttpResponse::NoContent().finish())
