@@ -26,6 +26,9 @@ use tokio::task::{JoinHandle, JoinSet};
 /// The path every test endpoint is configured with.
 pub const HOOK_PATH: &str = "/hook";
 
+/// Where the receiver's redirects point.
+pub const ELSEWHERE: &str = "/elsewhere";
+
 /// Larger requests are refused: no event comes near it, and a runaway client must not
 /// exhaust the test process.
 const MAX_REQUEST: usize = 1024 * 1024;
@@ -62,15 +65,26 @@ impl Request {
 }
 
 /// What the next requests get. Counters are consumed in arrival order.
-#[derive(Default)]
 struct Script {
-    /// Answer 500 to this many requests.
+    /// Answer `fail_status` to this many requests.
     fail: usize,
+    fail_status: u16,
     /// Keep this many requests unanswered until `release`.
     hold: usize,
 }
 
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            fail: 0,
+            fail_status: 500,
+            hold: 0,
+        }
+    }
+}
+
 struct Shared {
+    port: u16,
     requests: Mutex<Vec<Request>>,
     script: Mutex<Script>,
     release: watch::Sender<bool>,
@@ -98,6 +112,7 @@ impl Receiver {
             .unwrap_or_else(|e| panic!("cannot bind the webhook receiver to port {port}: {e}"));
         let port = listener.local_addr().expect("receiver address").port();
         let shared = Arc::new(Shared {
+            port,
             requests: Mutex::default(),
             script: Mutex::default(),
             release: watch::Sender::new(false),
@@ -118,7 +133,15 @@ impl Receiver {
 
     /// Answer `500` to the next `n` requests (`usize::MAX`: to every one).
     pub fn fail_next(&self, n: usize) {
-        self.script().fail = n;
+        self.fail_next_with(n, 500);
+    }
+
+    /// Answer `status` to the next `n` requests; a 3xx redirects to [`ELSEWHERE`] on this
+    /// receiver, so a client that follows it shows up there.
+    pub fn fail_next_with(&self, n: usize, status: u16) {
+        let mut script = self.script();
+        script.fail = n;
+        script.fail_status = status;
     }
 
     /// Leave the next `n` requests unanswered, their connection open, until `release`.
@@ -193,10 +216,10 @@ async fn exchange(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     };
     let (fail, hold) = {
         let mut script = shared.script.lock().expect("receiver script poisoned");
-        let fail = take_one(&mut script.fail);
+        let fail = take_one(&mut script.fail).then_some(script.fail_status);
         (fail, take_one(&mut script.hold))
     };
-    request.status = if fail { 500 } else { 200 };
+    request.status = fail.unwrap_or(200);
     request.held = hold;
     let status = request.status;
     // Recorded on arrival: a test sees a held request while it is held.
@@ -211,11 +234,20 @@ async fn exchange(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         let _ = released.wait_for(|r| *r).await;
         shared.held.fetch_sub(1, Ordering::SeqCst);
     }
-    let body: &[u8] = if fail { b"boom" } else { b"ok" };
+    let body: &[u8] = if fail.is_some() { b"boom" } else { b"ok" };
+    let location = if (300..400).contains(&status) {
+        format!("location: http://127.0.0.1:{}{ELSEWHERE}\r\n", shared.port)
+    } else {
+        String::new()
+    };
+    let reason = match status {
+        200 => "OK",
+        307 => "Temporary Redirect",
+        _ => "Scripted Failure", // any phrase will do (RFC 9112: clients ignore it)
+    };
     let head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n",
-        if fail { "Internal Server Error" } else { "OK" },
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+         {location}connection: close\r\n\r\n",
         body.len()
     );
     write.write_all(head.as_bytes()).await?;

@@ -25,13 +25,16 @@ use crate::helpers::{
 };
 use crate::ops_helpers::{count, is_sqlite, metric, parse_metrics, samples, scrape, twin};
 use crate::smtp_sink::unused_port;
-use crate::webhook_receiver::{Event, Receiver, Request, SecretFile, endpoint_url, verify};
+use crate::webhook_receiver::{
+    Event, HOOK_PATH, Receiver, Request, SecretFile, endpoint_url, verify,
+};
 
 dual_backend_tests!(
     every_event_of_a_self_service_account_is_delivered,
     staff_actions_and_createsuperuser_are_delivered,
     a_registration_that_logs_in_starts_a_session,
     retries_keep_the_id_and_the_bytes,
+    a_redirect_is_a_failure_and_is_not_followed,
     a_restart_between_event_and_delivery_loses_nothing,
     a_rolled_back_change_sends_nothing,
     each_endpoint_gets_the_events_it_asked_for,
@@ -766,6 +769,22 @@ async fn retries_keep_the_id_and_the_bytes(backend: Backend) {
         1,
         "the row of {event_id}, delivered at attempt ≥ 5"
     );
+}
+
+async fn a_redirect_is_a_failure_and_is_not_followed(backend: Backend) {
+    let hook = hooked_app(backend, |_| {}).await;
+    hook.receiver.fail_next_with(1, 307);
+    let user = someone_registers(&hook.app).await;
+    hook.settled().await;
+    let requests = hook.receiver.requests();
+    let paths: Vec<(&str, u16)> = requests
+        .iter()
+        .map(|r| (r.path.as_str(), r.status))
+        .collect();
+    assert_eq!(paths, [(HOOK_PATH, 307), (HOOK_PATH, 200)], "{requests:#?}");
+    let events = hook.events();
+    assert_eq!(events.len(), 1, "one event, retried: {requests:#?}");
+    assert_eq!(events[0].data, user);
 }
 
 /// An instance in a runtime of its own, so that stopping it ends its background workers
