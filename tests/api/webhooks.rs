@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Backend, NEW_PASSWORD, STRONG_PASSWORD, TestApp, TestUser, assert_problem, assert_status,
-    json_ok, jwt_claims, poll_until, registration, spawn_app_with, str_field, unique_username,
+    json_ok, jwt_claims, output_text, poll_until, registration, spawn_app_with, str_field,
+    unique_username,
 };
 use crate::ops_helpers::{count, is_sqlite, metric, parse_metrics, samples, scrape, twin};
 use crate::smtp_sink::unused_port;
@@ -486,7 +487,7 @@ async fn every_event_of_a_self_service_account_is_delivered(backend: Backend) {
         .await;
 
     // A password reset ends the sessions too.
-    let reset_session = start_sessions(&hook, &new_username, NEW_PASSWORD, 1, &mut secrets).await;
+    let reset_session = one_session(&hook, &new_username, NEW_PASSWORD, &mut secrets).await;
     assert_eq!(app.request_password_reset(&new_email).await.status(), 202);
     let link = app.emailed_link(&new_email, "/password/reset/").await;
     secrets.add(&link.token);
@@ -496,17 +497,17 @@ async fn every_event_of_a_self_service_account_is_delivered(backend: Backend) {
     });
     assert_status(app.confirm_password_reset(&reset).await, 204).await;
     secrets.add(password_hash(app, &id));
-    hook.expect_revoked(&id, &[sid(&reset_session[0])], "password_reset")
+    hook.expect_revoked(&id, &[sid(&reset_session)], "password_reset")
         .await;
 
     // Deleting the account ends its live session and names what was deleted.
-    let last = start_sessions(&hook, &new_username, THIRD_PASSWORD, 1, &mut secrets).await;
-    let last_access = str_field(&last[0], "access_token");
+    let last = one_session(&hook, &new_username, THIRD_PASSWORD, &mut secrets).await;
+    let last_access = str_field(&last, "access_token");
     let body = json!({"current_password": THIRD_PASSWORD});
     assert_status(app.delete_me(&last_access, &body).await, 204).await;
     let deleted = json!({"id": id, "username": new_username, "email": new_email});
     hook.expect("user.deleted", &deleted).await;
-    hook.expect_revoked(&id, &[sid(&last[0])], "deleted").await;
+    hook.expect_revoked(&id, &[sid(&last)], "deleted").await;
 
     hook.settled().await;
     let events = hook.events();
@@ -562,6 +563,16 @@ async fn start_sessions(
     pairs
 }
 
+async fn one_session(
+    hook: &Hooked,
+    username: &str,
+    password: &str,
+    secrets: &mut Secrets,
+) -> Value {
+    let mut pairs = start_sessions(hook, username, password, 1, secrets).await;
+    pairs.remove(0)
+}
+
 async fn send(app: &TestApp, method: Method, path: &str, access: &str) -> reqwest::Response {
     app.bearer(method, path, access)
         .send()
@@ -590,8 +601,9 @@ async fn staff_actions_and_createsuperuser_are_delivered(backend: Backend) {
     let mut secrets = Secrets::default();
     secrets.add(STRONG_PASSWORD);
 
-    // `latchkey createsuperuser` (the harness runs it in the instance's scratch directory,
-    // where it reads `config/default.toml`) records the event; the server delivers it.
+    // The harness runs `latchkey` in the instance's scratch directory, where it reads
+    // `config/default.toml`: `createsuperuser` and `users mfa-reset` record their events,
+    // and the server delivers them.
     let endpoints = serde_json::to_string(&app.settings.webhooks.endpoints[0].url).expect("url");
     let secret_path = app.settings.webhooks.endpoints[0]
         .secret
@@ -628,9 +640,25 @@ async fn staff_actions_and_createsuperuser_are_delivered(backend: Backend) {
     let approved = json_ok(app.patch_user(token, &id, &approve).await, 200).await;
     hook.expect("user.approved", &approved).await;
 
-    let pair = login(app, &username, STRONG_PASSWORD).await;
-    secrets.pair(&pair);
-    hook.expect_session_created(&pair).await;
+    let pair = one_session(&hook, &username, STRONG_PASSWORD, &mut secrets).await;
+
+    // A lost device, reset by staff and by the operator's command: the user's sessions
+    // end either way (whether two-factor login was on or not).
+    let reset = app
+        .request_as(
+            Method::DELETE,
+            &format!("/users/{id}/mfa"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_status(reset, 204).await;
+    hook.expect_revoked(&id, &[sid(&pair)], "mfa_reset").await;
+    let pair = one_session(&hook, &username, STRONG_PASSWORD, &mut secrets).await;
+    let out = app.run_cli(&["users", "mfa-reset", &username], None).await;
+    assert!(out.status.success(), "{}", output_text(&out));
+    hook.expect_revoked(&id, &[sid(&pair)], "mfa_reset").await;
+    let pair = one_session(&hook, &username, STRONG_PASSWORD, &mut secrets).await;
 
     // Groups and claims, then deactivation, which ends the user's sessions.
     json_ok(app.create_group(token, "editors").await, 201).await;
@@ -661,7 +689,8 @@ async fn staff_actions_and_createsuperuser_are_delivered(backend: Backend) {
         ("user.activated", 1),
         ("user.approved", 1),
         ("user.updated", 2),
-        ("session.created", 1),
+        ("session.created", 3),
+        ("session.revoked:mfa_reset", 2),
         ("session.revoked:deactivated", 1),
         ("user.deleted", 1),
     ]);
