@@ -1,8 +1,8 @@
 //! Webhooks (API.md v2, "Webhooks"; issue 16), black box: the service delivers to a real
 //! HTTP receiver in this process (`webhook_receiver`), and every delivery is verified with
 //! the Standard Webhooks algorithm written in the test. Covered: every event type with
-//! its data, no secret in any body, retries that keep the id and the bytes, a restart
-//! between an event and its delivery, a rolled-back change sending nothing, several
+//! its data, no secret in any body, retries that keep the id and the bytes, redirects not
+//! followed, a restart between an event and its delivery, a rolled-back change sending nothing, several
 //! servers delivering each event once, the per-endpoint event filter, the terminal failed
 //! state and its metric, and a slow receiver that never holds up the API.
 //!
@@ -10,6 +10,7 @@
 //! from then on, what the receiver has is all the service will ever send for the past.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
@@ -53,16 +54,18 @@ const RETRY_BASE: Duration = Duration::from_millis(30);
 // Instances delivering to a receiver
 // ---------------------------------------------------------------------------------
 
-/// Adds an endpoint for `url` wanting `events`, with quick retries.
-fn deliver_to(s: &mut Settings, url: String, secret: &SecretFile, events: &[&str]) {
+/// Adds an endpoint for `url` wanting `events`, signing with the secret in the file
+/// `secret`, with quick retries.
+fn deliver_to(s: &mut Settings, url: String, secret: &Path, events: &[&str]) {
     s.webhooks.endpoints.push(WebhookEndpoint {
         url,
-        secret: secret.path.clone(),
+        secret: secret.to_owned(),
         events: events.iter().map(|e| (*e).to_owned()).collect(),
     });
     s.webhooks.retry_base = RETRY_BASE;
-    // Short enough that a lease left by a stopped instance runs out within a test.
-    s.webhooks.timeout = Duration::from_secs(2);
+    // A lease is twice this plus 10 s: one left by a stopped instance runs out within the
+    // 15 s a test waits.
+    s.webhooks.timeout = Duration::from_secs(1);
 }
 
 /// An instance delivering every event to a running receiver.
@@ -76,7 +79,7 @@ async fn hooked_app(backend: Backend, customize: impl FnOnce(&mut Settings)) -> 
     let receiver = Receiver::start().await;
     let secret = SecretFile::new();
     let app = spawn_app_with(backend, |s| {
-        deliver_to(s, receiver.url(), &secret, &["*"]);
+        deliver_to(s, receiver.url(), &secret.path, &["*"]);
         customize(s);
     })
     .await;
@@ -87,9 +90,9 @@ async fn hooked_app(backend: Backend, customize: impl FnOnce(&mut Settings)) -> 
     }
 }
 
-/// One event per `webhook-id` among `requests` (the first attempt; `retries_keep_the_id_
-/// and_the_bytes` checks that the others are the same), each verified: any request that
-/// fails verification fails the test.
+/// One event per `webhook-id` among `requests` (its first attempt: that later ones are the
+/// same is checked by `retries_keep_the_id_and_the_bytes`), each verified: any request
+/// that fails verification fails the test.
 fn events_of(secret: &SecretFile, requests: &[Request]) -> Vec<Event> {
     let mut seen = std::collections::HashSet::new();
     requests
@@ -726,16 +729,10 @@ async fn a_registration_that_logs_in_starts_a_session(backend: Backend) {
 // 3, 4: retries and restarts
 // ---------------------------------------------------------------------------------
 
-/// An instance delivering `user.created` to `127.0.0.1:port`, where nothing listens yet.
-async fn app_for_port(
-    backend: Backend,
-    port: u16,
-    secret: &SecretFile,
-    customize: impl FnOnce(&mut Settings),
-) -> TestApp {
+/// An instance delivering `user.created` to `127.0.0.1:port` (listening or not).
+async fn app_for_port(backend: Backend, port: u16, secret: &SecretFile) -> TestApp {
     spawn_app_with(backend, |s| {
-        deliver_to(s, endpoint_url(port), secret, &["user.created"]);
-        customize(s);
+        deliver_to(s, endpoint_url(port), &secret.path, &["user.created"]);
     })
     .await
 }
@@ -743,7 +740,7 @@ async fn app_for_port(
 async fn retries_keep_the_id_and_the_bytes(backend: Backend) {
     let port = unused_port();
     let secret = SecretFile::new();
-    let app = app_for_port(backend, port, &secret, |_| {}).await;
+    let app = app_for_port(backend, port, &secret).await;
     let user = someone_registers(&app).await;
 
     // Refused connections first, then two 500s, then a 2xx.
@@ -752,9 +749,10 @@ async fn retries_keep_the_id_and_the_bytes(backend: Backend) {
     receiver.fail_next(2);
     let attempts = poll_until("a successful attempt after two 500s", || {
         let requests = receiver.requests();
-        match requests.iter().any(Request::answered_ok) {
-            true => Ok(requests),
-            false => Err(requests.len()),
+        if requests.iter().any(Request::answered_ok) {
+            Ok(requests)
+        } else {
+            Err(requests.len())
         }
     })
     .await;
@@ -862,16 +860,9 @@ impl Drop for Process {
 async fn a_restart_between_event_and_delivery_loses_nothing(backend: Backend) {
     let port = unused_port();
     let secret = SecretFile::new();
-    let url = endpoint_url(port);
     let path = secret.path.clone();
     let mut first = Process::spawn(backend.clone(), move |s| {
-        s.webhooks.endpoints.push(WebhookEndpoint {
-            url,
-            secret: path,
-            events: vec!["user.created".into()],
-        });
-        s.webhooks.retry_base = RETRY_BASE;
-        s.webhooks.timeout = Duration::from_secs(2);
+        deliver_to(s, endpoint_url(port), &path, &["user.created"]);
     })
     .await;
     let user = someone_registers(&first.app).await;
@@ -1034,8 +1025,8 @@ async fn each_endpoint_gets_the_events_it_asked_for(backend: Backend) {
     let (narrow, wide) = (Receiver::start().await, Receiver::start().await);
     let secret = SecretFile::new();
     let app = spawn_app_with(backend, |s| {
-        deliver_to(s, narrow.url(), &secret, &["user.created"]);
-        deliver_to(s, wide.url(), &secret, &["*"]);
+        deliver_to(s, narrow.url(), &secret.path, &["user.created"]);
+        deliver_to(s, wide.url(), &secret.path, &["*"]);
     })
     .await;
     let user = TestUser::create(&app).await;
@@ -1108,7 +1099,7 @@ async fn a_delivery_that_keeps_failing_ends_as_failed(backend: Backend) {
     let receiver = Receiver::start().await;
     receiver.fail_next(usize::MAX);
     let secret = SecretFile::new();
-    let app = app_for_port(backend, receiver.port, &secret, |_| {}).await;
+    let app = app_for_port(backend, receiver.port, &secret).await;
     someone_registers(&app).await;
     wait_for_attempts(&app, 1).await;
 
@@ -1196,9 +1187,10 @@ async fn a_slow_receiver_never_holds_up_the_api(backend: Backend) {
             .into_iter()
             .filter(|r| r.webhook_id() == held_id)
             .collect();
-        match attempts.iter().any(Request::answered_ok) {
-            true => Ok(attempts),
-            false => Err(attempts),
+        if attempts.iter().any(Request::answered_ok) {
+            Ok(attempts)
+        } else {
+            Err(attempts)
         }
     })
     .await;
@@ -1208,6 +1200,6 @@ async fn a_slow_receiver_never_holds_up_the_api(backend: Backend) {
         .expect("a delivery");
     let event = verify(&hook.secret.secret, delivered).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((event.kind.as_str(), &event.data), ("user.created", &first));
-    assert_eq!(receiver.held(), 1);
+    assert_eq!(receiver.held(), 1, "the first attempt is no longer held");
     receiver.release();
 }
