@@ -37,7 +37,8 @@ def request(conn, method, path, body=None, token=None):
     return resp.status, (json.loads(data) if data else None)
 
 
-def _start(bin_path: Path, workdir: Path, database_url: str, key: Path | None, cost: int):
+def _start(bin_path: Path, workdir: Path, database_url: str, key: Path | None, cost: int,
+           extra_env: dict[str, str]):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LATCHKEY_")}
     env.update({
@@ -48,6 +49,7 @@ def _start(bin_path: Path, workdir: Path, database_url: str, key: Path | None, c
         "LATCHKEY_THROTTLE__ENABLED": "false",
         "RUST_LOG": "warn",
     })
+    env.update(extra_env)
     if key:
         env["LATCHKEY_JWT__SIGNING_KEY"] = str(key)
     proc = subprocess.Popen([str(bin_path), "serve"], cwd=workdir, env=env,
@@ -65,12 +67,16 @@ def _start(bin_path: Path, workdir: Path, database_url: str, key: Path | None, c
     raise SystemExit("latchkey did not become ready")
 
 
-def servers(bin_path: Path, pg_url: str | None, cost: int = 4) -> Iterator[tuple[str, int]]:
+def servers(bin_path: Path, pg_url: str | None, cost: int = 4,
+            extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """Yields (backend, port) for SQLite, then PostgreSQL when `pg_url` is given; each
-    server is stopped (and its database dropped) before the next starts."""
+    server is stopped (and its database dropped) before the next starts. `extra_env` adds
+    settings (LATCHKEY_... variables)."""
+    extra_env = extra_env or {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        yield from _serve(bin_path, work, "sqlite", f"sqlite://{work}/bench.db", None, cost)
+        yield from _serve(bin_path, work, "sqlite", f"sqlite://{work}/bench.db", None, cost,
+                          extra_env)
         if not pg_url:
             return
         name = f"latchkey_bench_{os.getpid()}"
@@ -80,13 +86,13 @@ def servers(bin_path: Path, pg_url: str | None, cost: int = 4) -> Iterator[tuple
             subprocess.run([str(bin_path), "keys", "generate", "--algorithm", "ES256", "--out", str(key)],
                            check=True, stdout=subprocess.DEVNULL)
             url = urllib.parse.urlsplit(pg_url)._replace(path=f"/{name}").geturl()
-            yield from _serve(bin_path, work, "postgres", url, key, cost)
+            yield from _serve(bin_path, work, "postgres", url, key, cost, extra_env)
         finally:
             subprocess.run(["psql", pg_url, "-qc", f"DROP DATABASE {name}"], check=True)
 
 
-def _serve(bin_path, work, backend, url, key, cost):
-    proc, port = _start(bin_path, work, url, key, cost)
+def _serve(bin_path, work, backend, url, key, cost, extra_env):
+    proc, port = _start(bin_path, work, url, key, cost, extra_env)
     with contextlib.ExitStack() as stop:
         stop.callback(proc.wait)
         stop.callback(proc.terminate)

@@ -36,6 +36,7 @@ use crate::http::throttle::{RouteLimits, Throttle};
 use crate::metrics::Metrics;
 use crate::webhooks::Webhooks;
 use crate::webhooks::delivery::Sender;
+use crate::webhooks::worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -237,16 +238,8 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         settings.email.retry_base,
         metrics.emails.clone(),
     );
-    crate::webhooks::worker::spawn(
-        &db,
-        &webhooks,
-        crate::webhooks::worker::Worker {
-            sender,
-            timeout: settings.webhooks.timeout,
-            retry_base: settings.webhooks.retry_base,
-            counts: metrics.webhooks.clone(),
-        },
-    );
+    let worker = Worker::new(sender, &settings.webhooks, metrics.webhooks.clone());
+    crate::webhooks::worker::spawn(&db, &webhooks, worker);
     let account_limit = Arc::new(AccountLimit::new(&settings.throttle));
     Ok(AppState {
         account_limit,

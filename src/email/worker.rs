@@ -74,7 +74,7 @@ pub fn spawn(
     drop(tokio::spawn(async move {
         loop {
             match db
-                .write(|conn| outbox::claim_next(conn, Utc::now(), LEASE))
+                .write(|conn| outbox::claim_next(conn, Utc::now(), LEASE, &[]))
                 .await
             {
                 Ok(Some(queued)) => {

@@ -13,10 +13,15 @@
 //! [`MAX_AGE`] old is given up: kept in `webhook_outbox` as failed, logged, counted as
 //! `dead`.
 //!
-//! Several loops so that one slow receiver does not hold every other delivery up; a
-//! receiver that hangs still holds a loop for up to `webhooks.timeout` per attempt.
+//! **One receiver cannot hold the others up.** Several loops deliver at once, but at most
+//! [`PER_ENDPOINT`] of them to one endpoint, and an endpoint that gave no answer (refused,
+//! reset, timed out) is left alone for as long as its delivery's retry delay: its other
+//! deliveries wait in the outbox meanwhile, and the loops serve the other endpoints. (In
+//! memory, per replica: a replica that restarts tries the endpoint again at once.)
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use chrono::{NaiveDateTime, Utc};
@@ -32,17 +37,30 @@ use crate::metrics::WebhookLabels;
 
 /// Concurrent deliveries per replica.
 pub const LOOPS: usize = 4;
+/// Concurrent deliveries per replica to one endpoint.
+pub const PER_ENDPOINT: usize = 2;
 const POLL: Duration = Duration::from_millis(250);
+/// Looking again after a wake-up found nothing: after 1 ms, doubling up to 64 ms.
+const SETTLE_FIRST: Duration = Duration::from_millis(1);
+const SETTLE_LAST: Duration = Duration::from_millis(64);
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// A delivery failing this long after its event is given up.
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// What the worker needs besides the database and the endpoints.
 pub struct Worker {
-    pub sender: Sender,
-    pub timeout: Duration,
-    pub retry_base: Duration,
-    pub counts: Family<WebhookLabels, Counter>,
+    sender: Sender,
+    timeout: Duration,
+    retry_base: Duration,
+    counts: Family<WebhookLabels, Counter>,
+    /// Per endpoint URL: deliveries under way, and when a silent one may be tried again.
+    traffic: Mutex<HashMap<String, Traffic>>,
+}
+
+#[derive(Default)]
+struct Traffic {
+    in_flight: usize,
+    quiet_until: Option<Instant>,
 }
 
 /// Starts the loops on the current runtime, if any endpoint is configured; they run as
@@ -59,67 +77,121 @@ pub fn spawn(db: &Database, hooks: &Webhooks, worker: Worker) {
 }
 
 impl Worker {
+    pub fn new(
+        sender: Sender,
+        settings: &crate::config::WebhookSettings,
+        counts: Family<WebhookLabels, Counter>,
+    ) -> Self {
+        Self {
+            sender,
+            timeout: settings.timeout,
+            retry_base: settings.retry_base,
+            counts,
+            traffic: Mutex::default(),
+        }
+    }
+
     fn lease(&self) -> Duration {
         self.timeout.saturating_mul(2) + LEASE_MARGIN
     }
 
     async fn run(&self, db: &Database, hooks: &Webhooks) {
+        // After a wake-up, how long to wait before looking again when nothing was found:
+        // the wake-up comes from inside the event's transaction, which on PostgreSQL may
+        // not have committed yet (measured: every delivery at rest waited for the poll).
+        let mut settle = Duration::ZERO;
         loop {
             let lease = self.lease();
+            let skip = self.unavailable();
             match db
-                .write(move |conn| webhook_outbox::claim_next(conn, Utc::now(), lease))
+                .write(move |conn| webhook_outbox::claim_next(conn, Utc::now(), lease, &skip))
                 .await
             {
                 Ok(Some(due)) => {
                     // There may be more: let another loop look while this one sends.
                     hooks.wake.notify_one();
                     let event = due.event_type.clone();
-                    let outcome = self.attempt(db, hooks, due).await;
+                    let endpoint = due.endpoint.clone();
+                    self.traffic(&endpoint, |t| t.in_flight += 1);
+                    let (outcome, silent_for) = self.attempt(db, hooks, due).await;
+                    self.traffic(&endpoint, |t| {
+                        t.in_flight -= 1;
+                        t.quiet_until = silent_for.map(|delay| Instant::now() + delay);
+                    });
                     self.counts
                         .get_or_create(&WebhookLabels { event, outcome })
                         .inc();
+                    settle = Duration::ZERO;
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => log::warn!(target: "latchkey::webhooks", "cannot read the outbox: {e}"),
             }
-            tokio::select! {
-                () = hooks.wake.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
-            }
+            let (pause, then) = if settle.is_zero() || settle > SETTLE_LAST {
+                (POLL, Duration::ZERO)
+            } else {
+                (settle, settle * 2)
+            };
+            settle = tokio::select! {
+                () = hooks.wake.notified() => SETTLE_FIRST,
+                () = tokio::time::sleep(pause) => then,
+            };
         }
     }
 
+    /// Endpoints no loop may claim for now: at [`PER_ENDPOINT`], or quiet after no answer.
+    fn unavailable(&self) -> Vec<String> {
+        let now = Instant::now();
+        let traffic = self.traffic.lock().unwrap_or_else(PoisonError::into_inner);
+        traffic
+            .iter()
+            .filter(|(_, t)| t.in_flight >= PER_ENDPOINT || t.quiet_until.is_some_and(|u| u > now))
+            .map(|(url, _)| url.clone())
+            .collect()
+    }
+
+    fn traffic(&self, endpoint: &str, change: impl FnOnce(&mut Traffic)) {
+        let mut traffic = self.traffic.lock().unwrap_or_else(PoisonError::into_inner);
+        change(traffic.entry(endpoint.to_owned()).or_default());
+    }
+
     /// Makes one attempt and records it; returns `delivered`, `failed` (retried later) or
-    /// `dead` (given up).
-    async fn attempt(&self, db: &Database, hooks: &Webhooks, due: QueuedDelivery) -> &'static str {
+    /// `dead` (given up), and, when the receiver gave no answer, how long to leave it alone.
+    async fn attempt(
+        &self,
+        db: &Database,
+        hooks: &Webhooks,
+        due: QueuedDelivery,
+    ) -> (&'static str, Option<Duration>) {
         let (id, attempts) = (due.id, due.attempts);
         let what = format!(
             "webhook {} ({}) to {}",
             due.event_id, due.event_type, due.endpoint
         );
+        let mut silent = false;
         let result = match hooks.endpoint(&due.endpoint) {
             Some(endpoint) => match self.sender.send(endpoint, &due.event_id, &due.body).await {
                 Ok(answer) if answer.accepted() => Ok(()),
                 Ok(answer) => Err(format!("HTTP {}: {}", answer.status, answer.body.trim())),
-                Err(why) => Err(why),
+                Err(why) => {
+                    silent = true;
+                    Err(why)
+                }
             },
             // Its secret is gone with it: nothing could sign the delivery.
             None => Err("the endpoint is no longer configured".to_owned()),
         };
         let now = Utc::now();
-        let (outcome, recorded) = match result {
+        let gone = hooks.endpoint(&due.endpoint).is_none();
+        let (outcome, recorded, delay) = match result {
             Ok(()) => {
                 log::debug!(target: "latchkey::webhooks", "{what} delivered (attempt {attempts})");
                 let done = db
                     .write(move |conn| webhook_outbox::done(conn, &id, now, DELIVERED_RETENTION))
                     .await;
-                ("delivered", done)
+                ("delivered", done, None)
             }
-            Err(why)
-                if gives_up(due.created_at, now.naive_utc())
-                    || hooks.endpoint(&due.endpoint).is_none() =>
-            {
+            Err(why) if gone || gives_up(due.created_at, now.naive_utc()) => {
                 log::warn!(
                     target: "latchkey::webhooks",
                     "{what} given up after {attempts} attempts: {why}; kept in webhook_outbox as failed"
@@ -127,7 +199,7 @@ impl Worker {
                 let dead = db
                     .write(move |conn| webhook_outbox::give_up(conn, &id, &why, now))
                     .await;
-                ("dead", dead)
+                ("dead", dead, None)
             }
             Err(why) => {
                 let delay = jitter(lease::backoff(self.retry_base, attempts, MAX_BACKOFF));
@@ -139,13 +211,13 @@ impl Worker {
                 let failed = db
                     .write(move |conn| webhook_outbox::retry_later(conn, &id, &why, retry_at))
                     .await;
-                ("failed", failed)
+                ("failed", failed, Some(delay))
             }
         };
         if let Err(e) = recorded {
             log::warn!(target: "latchkey::webhooks", "cannot update the outbox: {e}");
         }
-        outcome
+        (outcome, delay.filter(|_| silent))
     }
 }
 

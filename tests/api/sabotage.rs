@@ -11,6 +11,7 @@ use crate::helpers::{
 dual_backend_tests!(
     corrupt_password_hash_fails_closed,
     missing_table_is_an_opaque_server_error,
+    a_password_change_that_cannot_end_sessions_changes_nothing,
 );
 
 async fn corrupt_password_hash_fails_closed(backend: Backend) {
@@ -79,4 +80,41 @@ async fn missing_table_is_an_opaque_server_error(backend: Backend) {
     assert_status(app.get("/healthz").await, 200).await;
     json_ok(app.get_me(&user.access_token).await, 200).await;
     assert_problem(app.verify("garbage").await, 401, "token_invalid").await;
+}
+
+/// Replacing the password and ending the sessions are one transaction: when ending the
+/// sessions fails half-way (the blacklist cannot be written), the password is not changed
+/// either, and the old sessions work as before. (Before, the hash was replaced in a
+/// transaction of its own: the old password stopped working while the sessions of
+/// whoever knew it lived on.)
+async fn a_password_change_that_cannot_end_sessions_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = TestUser::create(&app).await;
+    app.execute_sql("ALTER TABLE blacklisted_tokens RENAME TO sabotaged");
+    let change = json!({
+        "current_password": user.password,
+        "new_password": "Another-Quiet-Harbor-93",
+        "new_password_confirm": "Another-Quiet-Harbor-93",
+    });
+    let resp = app.change_password(&user.access_token, &change).await;
+    assert!(
+        matches!(resp.status().as_u16(), 500 | 503),
+        "{}",
+        resp.text().await.unwrap()
+    );
+    app.execute_sql("ALTER TABLE sabotaged RENAME TO blacklisted_tokens");
+
+    json_ok(
+        app.login_username(&user.username, &user.password).await,
+        200,
+    )
+    .await;
+    assert_problem(
+        app.login_username(&user.username, "Another-Quiet-Harbor-93")
+            .await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    json_ok(app.refresh(&user.refresh_token).await, 200).await;
 }

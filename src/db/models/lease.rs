@@ -9,18 +9,23 @@
 //! bounds a generic version needs would say less than the query itself.
 
 /// Defines `claim_next`, `done`, `retry_later` and `give_up` over `$table`, whose rows
-/// load as `$row`, with `$done` the column a successful delivery sets.
+/// load as `$row`, with `$done` the column a successful delivery sets and `$to` the
+/// column naming where a row goes (which a claim can pass over).
 macro_rules! leased_outbox {
-    ($table:ident, $row:ty, $done:ident) => {
-        /// Leases the most overdue pending row until `now + lease` and counts the attempt.
-        /// `None` when nothing is due, or when another worker took the row first.
+    ($table:ident, $row:ty, $done:ident, $to:ident) => {
+        /// Leases the most overdue pending row not going to one of `skip` until
+        /// `now + lease` and counts the attempt. `None` when nothing is due. A row another
+        /// worker took between this one's SELECT and UPDATE is passed over for the next one,
+        /// a few times at most.
         pub fn claim_next(
             conn: &mut $crate::db::DbConnection,
             now: chrono::DateTime<chrono::Utc>,
             lease: std::time::Duration,
+            skip: &[String],
         ) -> Result<Option<$row>, $crate::db::DbError> {
             use diesel::prelude::*;
             let at = $crate::db::models::db_time(now);
+            let until = now + $crate::db::models::lease::chrono_duration(lease);
             let claimable = || {
                 $table::$done
                     .is_null()
@@ -32,27 +37,33 @@ macro_rules! leased_outbox {
                             .or($table::locked_until.lt(at)),
                     )
             };
-            let due: Option<String> = $table::table
-                .filter(claimable())
-                .order($table::next_attempt_at.asc())
-                .select($table::id)
-                .first(conn)
-                .optional()?;
-            let Some(id) = due else {
-                return Ok(None);
-            };
-            // The condition is repeated on the UPDATE: PostgreSQL re-checks it on the locked
-            // row, and SQLite runs one writer at a time, so two workers racing for a row
-            // cannot both win it.
-            let until = now + $crate::db::models::lease::chrono_duration(lease);
-            Ok(diesel::update($table::table.find(&id).filter(claimable()))
-                .set((
-                    $table::locked_until.eq($crate::db::models::db_time(until)),
-                    $table::attempts.eq($table::attempts + 1),
-                ))
-                .returning($table::all_columns)
-                .get_result(conn)
-                .optional()?)
+            for _ in 0..$crate::db::models::lease::CLAIM_TRIES {
+                let due: Option<String> = $table::table
+                    .filter(claimable())
+                    .filter(diesel::dsl::not($table::$to.eq_any(skip)))
+                    .order($table::next_attempt_at.asc())
+                    .select($table::id)
+                    .first(conn)
+                    .optional()?;
+                let Some(id) = due else {
+                    return Ok(None);
+                };
+                // The condition is repeated on the UPDATE: PostgreSQL re-checks it on the
+                // locked row (waiting for a competing claim to commit), and SQLite runs one
+                // writer at a time, so two workers racing for a row cannot both win it.
+                let claimed = diesel::update($table::table.find(&id).filter(claimable()))
+                    .set((
+                        $table::locked_until.eq($crate::db::models::db_time(until)),
+                        $table::attempts.eq($table::attempts + 1),
+                    ))
+                    .returning($table::all_columns)
+                    .get_result(conn)
+                    .optional()?;
+                if claimed.is_some() {
+                    return Ok(claimed);
+                }
+            }
+            Ok(None)
         }
 
         /// Delivered: the row is kept as done for `retention`; rows done before that go
@@ -118,6 +129,9 @@ macro_rules! leased_outbox {
 }
 
 pub(crate) use leased_outbox;
+
+/// Rows a claim tries before it gives way (a busy queue shared by several workers).
+pub const CLAIM_TRIES: usize = 4;
 
 /// Settings and constants are validated far below chrono's range; saturate regardless.
 pub fn chrono_duration(d: std::time::Duration) -> chrono::Duration {

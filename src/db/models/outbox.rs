@@ -129,4 +129,4 @@ fn insert(
     Ok(())
 }
 
-super::lease::leased_outbox!(email_outbox, QueuedEmail, sent_at);
+super::lease::leased_outbox!(email_outbox, QueuedEmail, sent_at, recipient);

@@ -69,4 +69,4 @@ pub fn oldest_pending(conn: &mut DbConnection) -> Result<Option<NaiveDateTime>, 
         .get_result(conn)?)
 }
 
-super::lease::leased_outbox!(webhook_outbox, QueuedDelivery, delivered_at);
+super::lease::leased_outbox!(webhook_outbox, QueuedDelivery, delivered_at, endpoint);

@@ -93,7 +93,7 @@ async fn lease_outlasts_the_attempt_it_protects(backend: Backend) {
     let (_fixture, mut first, mut second) = queued_outbox(&backend, 2);
     let t0 = Utc::now();
     let claim = |conn: &mut DbConnection, at| {
-        outbox::claim_next(conn, at, LEASE)
+        outbox::claim_next(conn, at, LEASE, &[])
             .expect("claim")
             .map(|m| m.recipient)
     };
