@@ -746,7 +746,7 @@ async fn retries_keep_the_id_and_the_bytes(backend: Backend) {
     // Refused connections first, then two 500s, then a 2xx.
     wait_for_attempts(&app, 2).await;
     // An hour later (of the 24 it is retried for), the gauge tells how late it is.
-    age_outbox(&app, 1);
+    age_outbox(&app, "created_at", 1);
     let late = |age: f64| (3600.0..3700.0).contains(&age);
     wait_for_metric_that(&app, OLDEST_PENDING, &[], "an hour", late).await;
     let receiver = Receiver::start_on(port).await;
@@ -1031,17 +1031,18 @@ async fn two_servers_deliver_each_event_once(backend: Backend) {
 
 async fn each_endpoint_gets_the_events_it_asked_for(backend: Backend) {
     let (narrow, wide) = (Receiver::start().await, Receiver::start().await);
-    let secret = SecretFile::new();
+    // Each endpoint signs with its own secret (`events_of` verifies with the right one).
+    let (narrow_secret, wide_secret) = (SecretFile::new(), SecretFile::new());
     let app = spawn_app_with(backend, |s| {
-        deliver_to(s, narrow.url(), &secret.path, &["user.created"]);
-        deliver_to(s, wide.url(), &secret.path, &["*"]);
+        deliver_to(s, narrow.url(), &narrow_secret.path, &["user.created"]);
+        deliver_to(s, wide.url(), &wide_secret.path, &["*"]);
     })
     .await;
     let user = TestUser::create(&app).await;
     settled(&app).await;
 
-    let narrow_events = events_of(&secret, &narrow.requests());
-    let wide_events = events_of(&secret, &wide.requests());
+    let narrow_events = events_of(&narrow_secret, &narrow.requests());
+    let wide_events = events_of(&wide_secret, &wide.requests());
     let only_created = expected_tally(&[("user.created", 1)]);
     assert_eq!(tally(&about(&narrow_events, &user.id)), only_created);
     assert_eq!(narrow_events.len(), 1);
@@ -1062,17 +1063,18 @@ async fn each_endpoint_gets_the_events_it_asked_for(backend: Backend) {
 // 8: given up after 24 hours, kept, counted
 // ---------------------------------------------------------------------------------
 
-/// Moves every outbox row `hours` into the past, as if that much time had gone by.
-fn age_outbox(app: &TestApp, hours: u32) {
+/// Moves the time `column` of every outbox row `hours` into the past, as if that much
+/// time had gone by (NULL stays NULL).
+fn age_outbox(app: &TestApp, column: &str, hours: u32) {
     if is_sqlite(app) {
         // The text form diesel reads back; fractional seconds kept.
         app.execute_sql(&format!(
             "UPDATE webhook_outbox \
-             SET created_at = strftime('%Y-%m-%d %H:%M:%f', created_at, '-{hours} hours')"
+             SET {column} = strftime('%Y-%m-%d %H:%M:%f', {column}, '-{hours} hours')"
         ));
     } else {
         app.execute_sql(&format!(
-            "UPDATE webhook_outbox SET created_at = created_at - INTERVAL '{hours} hours'"
+            "UPDATE webhook_outbox SET {column} = {column} - INTERVAL '{hours} hours'"
         ));
     }
 }
@@ -1130,7 +1132,7 @@ async fn a_delivery_that_keeps_failing_ends_as_failed(backend: Backend) {
     wait_for_attempts(&app, 1).await;
 
     // A day later, the next failure is the last.
-    age_outbox(&app, 25);
+    age_outbox(&app, "created_at", 25);
     let dead = "SELECT COUNT(*) AS n FROM webhook_outbox \
                 WHERE failed_at IS NOT NULL AND delivered_at IS NULL AND last_error IS NOT NULL";
     poll_until("a delivery given up", || match count(&app, dead) {
@@ -1173,6 +1175,25 @@ async fn a_delivery_that_keeps_failing_ends_as_failed(backend: Backend) {
     // Nothing pending any more: the gauge of the oldest pending delivery says so.
     wait_for_metric(&app, OLDEST_PENDING, &[], 0.0).await;
     metric(&parse_metrics(&scrape(&app).await), OLDEST_PENDING, &[]); // present, not absent
+
+    // Two hours on, delivered rows are cleaned up (the contract: an hour after delivery),
+    // and the failed one, older than all of them, stays for an operator to look into.
+    for column in ["created_at", "delivered_at", "failed_at"] {
+        age_outbox(&app, column, 2);
+    }
+    let last = someone_registers(&app).await;
+    settled(&app).await;
+    let delivered = "SELECT COUNT(*) AS n FROM webhook_outbox WHERE delivered_at IS NOT NULL";
+    poll_until("the row delivered two hours ago deleted", || {
+        match count(&app, delivered) {
+            1 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    assert_eq!(count(&app, dead), 1, "the failed row is kept");
+    let events = events_of(&secret, &receiver.requests());
+    assert!(events.iter().any(|e| e.data == last), "{events:#?}");
 }
 
 // ---------------------------------------------------------------------------------
