@@ -4,7 +4,8 @@
 //! its data, no secret in any body, retries that keep the id and the bytes, redirects not
 //! followed, a restart between an event and its delivery, a rolled-back change sending nothing, several
 //! servers delivering each event once, the per-endpoint event filter, the terminal failed
-//! state and its metric, and a slow receiver that never holds up the API.
+//! state and its metric, a slow receiver that never holds up the API, and (SQLite) the
+//! delivery worker beside another process writing to the same file.
 //!
 //! Absence ("nothing else was sent") is only asserted once the outbox has nothing pending:
 //! from then on, what the receiver has is all the service will ever send for the past.
@@ -1248,4 +1249,89 @@ async fn a_slow_receiver_never_holds_up_the_api(backend: Backend) {
     assert_eq!((event.kind.as_str(), &event.data), ("user.created", &first));
     assert_eq!(receiver.held(), 1, "the first attempt is no longer held");
     receiver.release();
+}
+
+// ---------------------------------------------------------------------------------
+// Deliveries beside other writers of an SQLite file
+// ---------------------------------------------------------------------------------
+
+/// SQLite only: on PostgreSQL other clients' writes are row-level and never in the way.
+mod sqlite_only {
+    use crate::helpers::Backend;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_process_writing_never_fails_a_request() {
+        super::another_process_writing_never_fails_a_request(Backend::Sqlite).await;
+    }
+}
+
+/// Another process writing to the database file, as the operator's `latchkey` commands
+/// do, until dropped; how many writes it made.
+struct OtherWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl OtherWriter {
+    fn start(app: &TestApp) -> Self {
+        use std::sync::atomic::Ordering;
+        let path = app.database_url["sqlite://".len()..].to_owned();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut conn = SqliteConnection::establish(&path).expect("open the SQLite file");
+            let mut run = |sql: &str| {
+                diesel::sql_query(sql)
+                    .execute(&mut conn)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            };
+            // It waits its turn, as the service's own connections do.
+            run("PRAGMA busy_timeout = 5000");
+            run("CREATE TABLE IF NOT EXISTS test_other_writer (n INTEGER)");
+            let mut writes = 0;
+            while !stopped.load(Ordering::SeqCst) {
+                run("INSERT INTO test_other_writer VALUES (1)");
+                writes += 1;
+                // Paced like a busy operator script, leaving the service room to write.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            writes
+        });
+        OtherWriter { stop, thread }
+    }
+
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("the other writer panicked")
+    }
+}
+
+async fn another_process_writing_never_fails_a_request(backend: Backend) {
+    // A receiver that is down: every edit's event joins the retries, and the worker keeps
+    // claiming (with one that answers, fewer edits fail, but some still do).
+    let hook = hooked_app(backend, |_| {}).await;
+    hook.receiver.fail_next(usize::MAX);
+    let app = &hook.app;
+    let user = TestUser::create(app).await;
+
+    let other = OtherWriter::start(app);
+    let mut failed = Vec::new();
+    for i in 0..200 {
+        let body = json!({"bio": format!("edit {i}")});
+        let resp = app.patch_me(&user.access_token, &body).await;
+        if !resp.status().is_success() {
+            failed.push(format!(
+                "{}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            ));
+        }
+    }
+    let writes = other.stop();
+    assert!(writes > 0, "the other process never wrote");
+    assert!(
+        failed.is_empty(),
+        "{} of 200 profile edits failed while another process wrote {writes} times: {failed:#?}",
+        failed.len()
+    );
 }
