@@ -499,7 +499,7 @@ pub fn describe(request: &Request) -> String {
 
 /// Checks of the receiver itself, so that a failing test is never its artefact.
 mod self_tests {
-    use super::{HOOK_PATH, Receiver, Request, SecretFile, sign, verify};
+    use super::{ELSEWHERE, HOOK_PATH, Receiver, Request, SecretFile, sign, verify};
 
     #[test]
     fn signs_the_specification_test_vector() {
@@ -522,7 +522,10 @@ mod self_tests {
         let body = br#"{"type":"ping","timestamp":"2026-11-30T07:00:00Z","data":{}}"#;
         let timestamp = chrono::Utc::now().timestamp().to_string();
         let id = "msg_0123456789abcdef0123456789abcdef";
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
         let post = || {
             client
                 .post(receiver.url())
@@ -550,6 +553,15 @@ mod self_tests {
         assert_eq!(
             std::fs::read_to_string(&secret.path).expect("secret file"),
             format!("{}\n", secret.secret)
+        );
+
+        receiver.fail_next_with(1, 307);
+        let redirected = post().await.expect("redirected");
+        assert_eq!(redirected.status(), 307);
+        let location = redirected.headers()["location"].to_str().expect("location");
+        assert_eq!(
+            location,
+            format!("http://127.0.0.1:{}{ELSEWHERE}", receiver.port)
         );
 
         receiver.hold_next(1);
