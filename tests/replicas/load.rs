@@ -36,7 +36,13 @@ struct Shared {
     logins: AtomicU64,
     refreshes: AtomicU64,
     me: AtomicU64,
-    retries: AtomicU64,
+    /// Retried requests by what the replica did: refused the connection, cut an
+    /// exchange off (reset, closed), or answered 503.
+    refused: AtomicU64,
+    cut_off: AtomicU64,
+    unavailable: AtomicU64,
+    /// The `x-request-id` of each exchange cut off, and the replica it went to.
+    cut_off_ids: Mutex<Vec<(usize, String)>>,
     failures: Mutex<Vec<String>>,
 }
 
@@ -50,19 +56,34 @@ pub struct Report {
     pub logins: u64,
     pub refreshes: u64,
     pub me: u64,
-    pub retries: u64,
+    pub refused: u64,
+    pub cut_off: u64,
+    pub unavailable: u64,
+    /// (replica, `x-request-id`) of the exchanges cut off: the test looks them up in the
+    /// stopped replica's log to tell a request it never read from an answer it lost.
+    pub cut_off_ids: Vec<(usize, String)>,
     pub failures: Vec<String>,
+}
+
+impl Report {
+    pub fn retries(&self) -> u64 {
+        self.refused + self.cut_off + self.unavailable
+    }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} logins, {} refreshes, {} /users/me served; {} requests retried on another replica; {} failures",
+            "{} logins, {} refreshes, {} /users/me served; {} requests retried on another \
+             replica ({} connections refused, {} cut off, {} answered 503); {} failures",
             self.logins,
             self.refreshes,
             self.me,
-            self.retries,
+            self.retries(),
+            self.refused,
+            self.cut_off,
+            self.unavailable,
             self.failures.len()
         )
     }
@@ -124,7 +145,10 @@ impl Load {
             logins: s.logins.load(Ordering::SeqCst),
             refreshes: s.refreshes.load(Ordering::SeqCst),
             me: s.me.load(Ordering::SeqCst),
-            retries: s.retries.load(Ordering::SeqCst),
+            refused: s.refused.load(Ordering::SeqCst),
+            cut_off: s.cut_off.load(Ordering::SeqCst),
+            unavailable: s.unavailable.load(Ordering::SeqCst),
+            cut_off_ids: std::mem::take(&mut *s.cut_off_ids.lock().expect("ids lock")),
             failures: std::mem::take(&mut *s.failures.lock().expect("failures lock")),
         }
     }
@@ -188,19 +212,28 @@ async fn call(
     for _ in 0..ATTEMPTS {
         let i = shared.next.fetch_add(1, Ordering::Relaxed) % shared.bases.len();
         let epoch = shared.epochs[i].load(Ordering::SeqCst);
-        let refused = match request(&shared.bases[i]).send().await {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let sent = request(&shared.bases[i])
+            .header("x-request-id", &id)
+            .send()
+            .await;
+        let (counter, refused) = match sent {
             Ok(resp) if resp.status() == 200 => match resp.json::<Value>().await {
                 Ok(body) => return Some(body),
-                Err(e) => format!("answer cut off: {e}"),
+                Err(e) => (&shared.cut_off, format!("answer cut off: {e:?}")),
             },
-            Ok(resp) if resp.status() == 503 => "503".to_owned(),
+            Ok(resp) if resp.status() == 503 => {
+                let body = resp.text().await.unwrap_or_default();
+                (&shared.unavailable, format!("503 {body}"))
+            }
             Ok(resp) => {
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();
                 fail(shared, format!("{what} on replica {i}: {status} {body}"));
                 return None;
             }
-            Err(e) => format!("{e:?}"),
+            Err(e) if e.is_connect() => (&shared.refused, format!("{e:?}")),
+            Err(e) => (&shared.cut_off, format!("{e:?}")),
         };
         let overlapped = epoch % 2 == 1 || shared.epochs[i].load(Ordering::SeqCst) != epoch;
         if !overlapped {
@@ -210,7 +243,12 @@ async fn call(
             );
             return None;
         }
-        shared.retries.fetch_add(1, Ordering::Relaxed);
+        if std::ptr::eq(counter, &shared.cut_off) {
+            eprintln!("cut off: {what} {id} on replica {i}: {refused}");
+            let mut ids = shared.cut_off_ids.lock().expect("ids lock");
+            ids.push((i, id));
+        }
+        counter.fetch_add(1, Ordering::Relaxed);
     }
     fail(
         shared,
