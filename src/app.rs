@@ -31,6 +31,7 @@ use crate::http::error::problem_for_foreign_errors;
 use crate::http::extractors::json_config;
 use crate::http::observe::observe;
 use crate::http::routes;
+use crate::http::shared_throttle::{RedisLimits, SharedThrottle, shared_throttle};
 use crate::http::state::AppState;
 use crate::http::throttle::{RouteLimits, Throttle};
 use crate::metrics::Metrics;
@@ -85,6 +86,12 @@ impl Application {
         let server_settings = state.settings.server.clone();
         let throttle = Throttle::new(&state.settings.throttle, RouteLimits::new(&routes::all()))?;
         throttle.spawn_purge(THROTTLE_PURGE_EVERY);
+        let shared = state.shared_limits.as_ref().map(|limits| {
+            web::Data::new(SharedThrottle {
+                limits: Arc::clone(limits),
+                throttle: throttle.clone(),
+            })
+        });
         state.account_limit.spawn_purge(THROTTLE_PURGE_EVERY);
         let origins = state.settings.cors.allowed_origins.clone();
         let console_enabled = state.settings.console.enabled;
@@ -108,11 +115,15 @@ impl Application {
                 ),
             );
             // Middleware listed from the innermost out: a request meets them bottom-up.
-            App::new()
-                .app_data(state.clone())
+            let mut app = App::new();
+            if let Some(shared) = &shared {
+                app = app.app_data(shared.clone());
+            }
+            app.app_data(state.clone())
                 .app_data(json_config())
                 .service(api)
                 .wrap(throttle.login())
+                .wrap(Condition::new(shared.is_some(), from_fn(shared_throttle)))
                 .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_foreign_errors))
                 .wrap(from_fn(observe))
@@ -240,9 +251,20 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     );
     let worker = Worker::new(sender, &settings.webhooks, metrics.webhooks.clone());
     crate::webhooks::worker::spawn(&db, &webhooks, worker);
-    let account_limit = Arc::new(AccountLimit::new(&settings.throttle));
+    let throttle = &settings.throttle;
+    let shared_limits = match &throttle.redis_url {
+        Some(url) if throttle.enabled => {
+            let fallbacks = metrics.throttle_fallback.clone();
+            let limits = RedisLimits::new(url.expose(), fallbacks)
+                .map_err(|e| ConfigError(format!("`throttle.redis_url`: {e}")))?;
+            Some(Arc::new(limits))
+        }
+        _ => None,
+    };
+    let account_limit = Arc::new(AccountLimit::new(throttle, shared_limits.clone()));
     Ok(AppState {
         account_limit,
+        shared_limits,
         settings,
         db,
         tokens,

@@ -388,6 +388,8 @@ pub struct ThrottleSettings {
     pub login: Rate,
     /// Per client IP, `/auth/login/mfa`.
     pub mfa: Rate,
+    /// `redis://…`: the limits are shared by every replica (see `http::shared_throttle`).
+    pub redis_url: Option<Secret<String>>,
 }
 
 impl Default for ThrottleSettings {
@@ -398,6 +400,7 @@ impl Default for ThrottleSettings {
             user: Rate::per(1200, RateUnit::Minute),
             login: Rate::per(10, RateUnit::Minute),
             mfa: Rate::per(10, RateUnit::Minute),
+            redis_url: None,
         }
     }
 }
@@ -681,6 +684,15 @@ impl Settings {
         crate::db::DatabaseUrl::parse(self.database.url.expose())
             .map_err(|e| ConfigError(format!("`database.url`: {e}")))?;
         self.webhooks.check()?;
+        if let Some(url) = &self.throttle.redis_url {
+            let url = url.expose();
+            if !url.starts_with("redis://") && !url.starts_with("unix://") {
+                return fail(
+                    "throttle.redis_url",
+                    "must start with redis:// (or unix:// for a socket)",
+                );
+            }
+        }
         self.cookies.check()
     }
 

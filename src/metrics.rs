@@ -63,6 +63,7 @@ pub struct Metrics {
     pub emails: Family<OutcomeLabels, Counter>,
     pub webhooks: Family<WebhookLabels, Counter>,
     pub webhooks_oldest_pending: Gauge,
+    pub throttle_fallback: Counter,
     pub hash_queue_depth: Gauge,
     pub hash_wait: Histogram,
     pub db_connections: Family<StateLabels, Gauge>,
@@ -78,6 +79,7 @@ impl Metrics {
         let emails = Family::default();
         let webhooks = Family::default();
         let webhooks_oldest_pending = Gauge::default();
+        let throttle_fallback = Counter::default();
         let hash_queue_depth = Gauge::default();
         // From 1 ms (an idle pool) to ~16 s (a full queue at a high cost).
         let hash_wait = Histogram::new(exponential_buckets(0.001, 2.0, 15));
@@ -121,6 +123,11 @@ impl Metrics {
             webhooks_oldest_pending.clone(),
         );
         r.register(
+            "throttle_fallback",
+            "Requests throttled per replica because the shared (Redis) throttle did not answer",
+            throttle_fallback.clone(),
+        );
+        r.register(
             "password_hash_queue_depth",
             "Password hash jobs waiting for a hashing thread",
             hash_queue_depth.clone(),
@@ -145,6 +152,7 @@ impl Metrics {
             emails,
             webhooks,
             webhooks_oldest_pending,
+            throttle_fallback,
             hash_queue_depth,
             hash_wait,
             db_connections,

@@ -10,13 +10,15 @@
 //! keeps an over-limit attempt from costing a bcrypt.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_governor::governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::ApiError;
+use super::shared_throttle::{RedisLimits, Verdict, account_key};
 use super::throttle::retry_after;
-use crate::config::ThrottleSettings;
+use crate::config::{Rate, ThrottleSettings};
 
 /// Whose credentials an attempt checks.
 pub enum Account<'a> {
@@ -28,10 +30,14 @@ pub enum Account<'a> {
 
 pub struct AccountLimit {
     limiter: Option<DefaultKeyedRateLimiter<String>>,
+    rate: Rate,
+    /// With `throttle.redis_url`: the limit is shared by every replica, and `limiter` is
+    /// the fallback.
+    shared: Option<Arc<RedisLimits>>,
 }
 
 impl AccountLimit {
-    pub fn new(settings: &ThrottleSettings) -> Self {
+    pub fn new(settings: &ThrottleSettings, shared: Option<Arc<RedisLimits>>) -> Self {
         let rate = settings.login;
         let limiter = settings.enabled.then(|| {
             let burst = NonZeroU32::new(rate.count).unwrap_or(NonZeroU32::MIN);
@@ -40,11 +46,15 @@ impl AccountLimit {
                 .allow_burst(burst);
             RateLimiter::keyed(quota)
         });
-        Self { limiter }
+        Self {
+            limiter,
+            rate,
+            shared,
+        }
     }
 
     /// Counts one password check against `account`; 429 `throttled` when over the limit.
-    pub fn check(&self, account: Account<'_>) -> Result<(), ApiError> {
+    pub async fn check(&self, account: Account<'_>) -> Result<(), ApiError> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
@@ -52,6 +62,15 @@ impl AccountLimit {
             Account::User(id) => format!("user:{id}"),
             Account::Unknown(name) => format!("name:{name}"),
         };
+        if let Some(shared) = &self.shared {
+            match shared.check(&[(account_key(&key), self.rate)]).await {
+                Some(Verdict::Allowed { .. }) => return Ok(()),
+                Some(Verdict::Denied { retry_after, .. }) => {
+                    return Err(ApiError::Throttled { retry_after });
+                }
+                None => {}
+            }
+        }
         limiter
             .check_key(&key)
             .map_err(|not_until| ApiError::Throttled {

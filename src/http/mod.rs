@@ -13,6 +13,7 @@ mod openapi;
 mod pagination;
 pub mod routes;
 mod session;
+pub mod shared_throttle;
 pub mod state;
 pub mod throttle;
 pub mod views;

@@ -3,6 +3,7 @@
 
 use super::account_limit::AccountLimit;
 use super::error::ApiError;
+use super::shared_throttle::RedisLimits;
 use crate::auth::account_tokens::AccountTokens;
 use crate::auth::jwt::TokenService;
 use crate::auth::password::PasswordHasher;
@@ -16,6 +17,8 @@ use crate::webhooks::Webhooks;
 
 pub struct AppState {
     pub account_limit: std::sync::Arc<AccountLimit>,
+    /// `throttle.redis_url`: the limits every replica shares.
+    pub shared_limits: Option<std::sync::Arc<RedisLimits>>,
     pub settings: Settings,
     pub db: Database,
     pub tokens: TokenService,

@@ -141,13 +141,36 @@ impl KeyExtractor for ScopeKey {
     type KeyExtractionError = SimpleKeyExtractionError<&'static str>;
 
     fn extract(&self, req: &ServiceRequest) -> Result<ThrottleKey, Self::KeyExtractionError> {
+        if req.extensions().contains::<SharedVerdict>() {
+            // Counted cluster-wide already (`shared_throttle`).
+            return Ok(ThrottleKey::Exempt);
+        }
+        Ok(self.key(req))
+    }
+
+    fn exceed_rate_limit_response(
+        &self,
+        negative: &NotUntil<QuantaInstant>,
+        response: HttpResponseBuilder,
+    ) -> HttpResponse {
+        throttled(retry_after(negative), response)
+    }
+
+    fn whitelisted_keys(&self) -> Vec<ThrottleKey> {
+        vec![ThrottleKey::Exempt]
+    }
+}
+
+impl ScopeKey {
+    /// The bucket `req` counts against in this scope, or [`ThrottleKey::Exempt`].
+    fn key(&self, req: &ServiceRequest) -> ThrottleKey {
         let limit = self.routes.of(req);
         if !self.enabled || limit == Limit::Never {
-            return Ok(ThrottleKey::Exempt);
+            return ThrottleKey::Exempt;
         }
         let caller = Caller::of(req);
         let ip_key = || caller.ip.map_or(ThrottleKey::Exempt, client_key);
-        Ok(match self.scope {
+        match self.scope {
             Scope::Login if limit == Limit::Credentials => ip_key(),
             Scope::Login => ThrottleKey::Exempt,
             Scope::Mfa if limit == Limit::Mfa => ip_key(),
@@ -158,25 +181,29 @@ impl KeyExtractor for ScopeKey {
                 None => ThrottleKey::Exempt,
             },
             Scope::Anon => ThrottleKey::Exempt,
-        })
-    }
-
-    fn exceed_rate_limit_response(
-        &self,
-        negative: &NotUntil<QuantaInstant>,
-        mut response: HttpResponseBuilder,
-    ) -> HttpResponse {
-        let retry_after = retry_after(negative);
-        response.insert_header((header::RETRY_AFTER, retry_after));
-        response.insert_header(("x-ratelimit-after", retry_after));
-        ApiError::Throttled { retry_after }.render(response)
-    }
-
-    fn whitelisted_keys(&self) -> Vec<ThrottleKey> {
-        vec![ThrottleKey::Exempt]
+        }
     }
 }
 
+/// The 429 of every scope: `Retry-After` (and actix-governor's `x-ratelimit-after`) in
+/// whole seconds, and the `throttled` problem.
+pub fn throttled(retry_after: u64, mut response: HttpResponseBuilder) -> HttpResponse {
+    response.insert_header((header::RETRY_AFTER, retry_after));
+    response.insert_header(("x-ratelimit-after", retry_after));
+    ApiError::Throttled { retry_after }.render(response)
+}
+
+/// Marks a request the shared throttle has counted (and let through): the governors
+/// leave it alone.
+#[derive(Clone, Copy)]
+pub struct SharedVerdict;
+
+/// A bucket a request counts against: the scope's name, its rate, and whose bucket.
+pub struct Bucket {
+    pub scope: &'static str,
+    pub rate: Rate,
+    pub key: ThrottleKey,
+}
 /// Seconds until `not_until`, rounded up: "retry in 0 seconds" would invite an immediate,
 /// futile retry.
 pub fn retry_after(not_until: &NotUntil<QuantaInstant>) -> u64 {
@@ -194,6 +221,9 @@ pub struct Throttle {
     pub user: ScopeConfig,
     pub login: ScopeConfig,
     pub mfa: ScopeConfig,
+    /// Each scope's key extractor and rate, in the order the governors answer a request
+    /// (the outermost first): what the shared throttle counts against.
+    scopes: Arc<[(&'static str, ScopeKey, Rate)]>,
 }
 
 fn scope(
@@ -221,12 +251,37 @@ impl Throttle {
     pub fn new(settings: &ThrottleSettings, routes: RouteLimits) -> Result<Self, ConfigError> {
         let on = settings.enabled;
         let routes = Arc::new(routes);
+        let extractor = |scope| ScopeKey {
+            scope,
+            routes: Arc::clone(&routes),
+            enabled: on,
+        };
+        let scopes = [
+            ("login", extractor(Scope::Login), settings.login),
+            ("mfa", extractor(Scope::Mfa), settings.mfa),
+            ("user", extractor(Scope::User), settings.user),
+            ("anon", extractor(Scope::Anon), settings.anon),
+        ];
         Ok(Self {
             anon: scope("anon", Scope::Anon, settings.anon, on, &routes)?,
             user: scope("user", Scope::User, settings.user, on, &routes)?,
             login: scope("login", Scope::Login, settings.login, on, &routes)?,
             mfa: scope("mfa", Scope::Mfa, settings.mfa, on, &routes)?,
+            scopes: scopes.into(),
         })
+    }
+
+    /// The buckets `req` counts against, the one whose headers the answer carries first.
+    pub fn buckets(&self, req: &ServiceRequest) -> Vec<Bucket> {
+        self.scopes
+            .iter()
+            .map(|(scope, extractor, rate)| Bucket {
+                scope,
+                rate: *rate,
+                key: extractor.key(req),
+            })
+            .filter(|b| b.key != ThrottleKey::Exempt)
+            .collect()
     }
 
     pub fn anon(&self) -> Governor<ScopeKey, StateInformationMiddleware> {

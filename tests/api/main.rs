@@ -58,6 +58,7 @@ mod register;
 mod sabotage;
 mod session_races;
 mod sessions;
+mod shared_throttle;
 mod smtp;
 mod smtp_sink;
 mod throttle;

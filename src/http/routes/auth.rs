@@ -310,10 +310,13 @@ async fn login(
         })
         .await?;
     let (LoginName::Username(key) | LoginName::Email(key)) = &name;
-    state.account_limit.check(match &found {
-        Some(user) => Account::User(&user.id),
-        None => Account::Unknown(key),
-    })?;
+    state
+        .account_limit
+        .check(match &found {
+            Some(user) => Account::User(&user.id),
+            None => Account::Unknown(key),
+        })
+        .await?;
     // An unknown user costs a dummy-hash check, so timing does not tell who exists.
     let stored = found.as_ref().map(|u| u.password_hash.clone());
     let matches = state.hasher.verify(&password, stored).await?;

@@ -276,7 +276,7 @@ async fn login_mfa(
     if !user.mfa_enabled || row.password_fingerprint != password_fingerprint(&user) {
         return Err(dead_token());
     }
-    state.account_limit.check(Account::User(&user.id))?;
+    state.account_limit.check(Account::User(&user.id)).await?;
     if !check_code(&state, &user.id, &code).await? {
         state
             .db
@@ -408,7 +408,10 @@ async fn confirm(
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let code = Fields::only_str(body, "code")?;
-    state.account_limit.check(Account::User(&who.user.id))?;
+    state
+        .account_limit
+        .check(Account::User(&who.user.id))
+        .await?;
     let id = who.user.id.clone();
     let row = state.db.run(move |conn| mfa::totp_of(conn, &id)).await?;
     let Some(pending) = row.and_then(|r| r.pending_secret) else {

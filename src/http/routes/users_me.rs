@@ -131,7 +131,7 @@ pub(super) async fn check_current_password(
     user: &User,
     candidate: &str,
 ) -> Result<(), ApiError> {
-    state.account_limit.check(Account::User(&user.id))?;
+    state.account_limit.check(Account::User(&user.id)).await?;
     if state
         .hasher
         .verify(candidate, Some(user.password_hash.clone()))
