@@ -86,10 +86,10 @@ fn assert_refused(answer: &(u16, Value), code: &str, what: &str) {
 /// `RACERS` refreshes of `token` at once, spread round-robin over the replicas; the
 /// answers, each 200 or a 401 refusal (never a 5xx from a locked or failed database).
 async fn race(cluster: &Cluster, token: &str) -> Vec<(u16, Value)> {
-    let results = join_all((0..RACERS).map(|_| {
-        let base = cluster.next();
-        async move { refresh(&cluster.http, &base, token).await }
-    }))
+    let racers = vec![json!({ "refresh_token": token }); RACERS];
+    let results = spread(cluster, &racers, |body| {
+        ("/auth/token/refresh", body.clone())
+    })
     .await;
     for (status, body) in &results {
         let refusal = *status == 401
@@ -296,12 +296,15 @@ async fn logout_on_one_replica_is_refused_on_the_others_at_once() {
 }
 
 /// Every replica runs an email and a webhook worker over the same outboxes; each
-/// message and each event must still go out once (workers lease rows). Thirty sign-ups
-/// with email verification on, spread over the replicas and sent at once: thirty
-/// activation emails and thirty `user.created` webhooks, each received exactly once.
+/// message and each event must still go out exactly once (workers lease rows). Thirty
+/// users sign up (email verification on), activate through their emailed links and ask
+/// for a password reset, every request going to the next replica and each phase sent at
+/// once: sixty emails (an activation and a reset link per address; the reset is queued
+/// after the response, the activation in the request) and ninety webhooks
+/// (`user.created`, `user.activated`, `session.created` per user).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_email_and_webhook_is_delivered_once() {
-    const SIGNUPS: usize = 30;
+    const USERS: usize = 30;
     let smtp = SmtpSink::start().await;
     let hooks = WebhookSink::start().await;
     let secrets = tempfile::TempDir::new().expect("tempdir");
@@ -328,83 +331,132 @@ async fn every_email_and_webhook_is_delivered_once() {
     else {
         return;
     };
+    let names: Vec<String> = (0..USERS).map(|_| unique_username()).collect();
+    let address = |name: &str| format!("{name}@example.com");
 
-    let addresses: Vec<String> = (0..SIGNUPS)
-        .map(|_| format!("{}@example.com", unique_username()))
-        .collect();
-    let cluster = &cluster;
-    let answers = join_all(addresses.iter().map(|email| {
-        let name = email.trim_end_matches("@example.com");
-        let body = registration(name, email, STRONG_PASSWORD);
-        let base = cluster.next();
-        async move { post(&cluster.http, &base, "/auth/register", &body).await }
-    }))
+    let signups = spread(&cluster, &names, |name| {
+        (
+            "/auth/register",
+            registration(name, &address(name), STRONG_PASSWORD),
+        )
+    })
     .await;
-    for (status, body) in &answers {
-        assert_eq!(*status, 201, "{body}");
-    }
+    assert_all(&signups, 201, "sign-up");
+    let links = poll_until("an activation link for every user", || {
+        names
+            .iter()
+            .map(|name| {
+                smtp.messages_for(&address(name))
+                    .iter()
+                    .find_map(|m| m.email.link("/activate/"))
+                    .ok_or_else(|| address(name))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await;
+    let activations = spread(&cluster, &links, |link| {
+        (
+            "/auth/activate",
+            json!({ "uid": link.uid, "token": link.token }),
+        )
+    })
+    .await;
+    assert_all(&activations, 200, "activation");
+    let resets = spread(&cluster, &names, |name| {
+        ("/auth/password/reset", json!({ "email": address(name) }))
+    })
+    .await;
+    assert_all(&resets, 202, "reset request");
 
-    // Done means: every outbox row is marked delivered, and the replicas together counted
-    // as many deliveries as there are rows. A second delivery of one row (two workers
-    // holding it) would count twice and reach the receiver twice.
-    let expected = SIGNUPS as f64;
+    // Done means: every row is in each outbox (resets are queued after their answer) and
+    // marked delivered.
+    let (emails, events) = (2 * USERS as i64, 3 * USERS as i64);
     poll_until("every email sent and every webhook delivered", || {
-        let emails = cluster
-            .db
-            .count("SELECT COUNT(*) AS n FROM email_outbox WHERE sent_at IS NULL");
-        let hooks = cluster
-            .db
-            .count("SELECT COUNT(*) AS n FROM webhook_outbox WHERE delivered_at IS NULL");
-        match (emails, hooks) {
-            (0, 0) => Ok(()),
-            pending => Err(pending),
+        let done = [
+            ("email_outbox", "sent_at", emails),
+            ("webhook_outbox", "delivered_at", events),
+        ]
+        .map(|(table, done, rows)| {
+            let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE {done} IS NOT NULL");
+            (table, cluster.db.count(&sql), rows)
+        });
+        match done.iter().all(|(_, done, rows)| done == rows) {
+            true => Ok(()),
+            false => Err(done),
         }
     })
     .await;
-    assert_eq!(
-        cluster.db.count("SELECT COUNT(*) AS n FROM email_outbox"),
-        SIGNUPS as i64
-    );
-    // A claim counts an attempt: one each means no row was ever held by two workers.
+    // A claim counts an attempt: one each means no row was ever held by two workers (the
+    // receivers accept everything, so no attempt failed). The replicas' counters of
+    // deliveries made add up to the rows, and so do the receivers' inboxes below.
     for table in ["email_outbox", "webhook_outbox"] {
-        let claimed_again = format!("SELECT COUNT(*) AS n FROM {table} WHERE attempts <> 1");
-        assert_eq!(cluster.db.count(&claimed_again), 0, "{table}");
+        let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE attempts <> 1");
+        assert_eq!(cluster.db.count(&sql), 0, "{table}");
     }
+    let sent = ["latchkey_emails_total", "outcome=\"sent\""];
+    let delivered = ["latchkey_webhooks_total", "outcome=\"delivered\""];
+    assert_eq!(cluster.metric_sum(sent[0], &sent[1..]).await, emails as f64);
     assert_eq!(
-        cluster
-            .metric_sum("latchkey_emails_total", &["outcome=\"sent\""])
-            .await,
-        expected
-    );
-    assert_eq!(
-        cluster
-            .metric_sum("latchkey_webhooks_total", &["outcome=\"delivered\""])
-            .await,
-        expected
+        cluster.metric_sum(delivered[0], &delivered[1..]).await,
+        events as f64
     );
 
-    let mut per_recipient: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_message: BTreeMap<(String, &str), usize> = BTreeMap::new();
     for message in smtp.messages() {
+        let kind = ["/activate/", "/password/reset/"]
+            .into_iter()
+            .find(|marker| message.email.link(marker).is_some())
+            .unwrap_or("other");
         for to in message.rcpt_to {
-            *per_recipient.entry(to.to_lowercase()).or_default() += 1;
+            *per_message.entry((to.to_lowercase(), kind)).or_default() += 1;
         }
     }
-    let wanted: BTreeMap<String, usize> = addresses.iter().map(|a| (a.clone(), 1)).collect();
-    assert_eq!(per_recipient, wanted, "activation emails per recipient");
+    let wanted: BTreeMap<(String, &str), usize> = names
+        .iter()
+        .flat_map(|name| ["/activate/", "/password/reset/"].map(|kind| ((address(name), kind), 1)))
+        .collect();
+    assert_eq!(per_message, wanted, "emails per recipient and kind");
 
-    let received = hooks.received();
-    let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
-    for delivery in &received {
-        *per_id.entry(delivery.id.as_str()).or_default() += 1;
-        assert_signed(&key, delivery);
+    let mut per_id: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_type: BTreeMap<String, usize> = BTreeMap::new();
+    for delivery in hooks.received() {
+        assert_signed(&key, &delivery);
         let event: Value = serde_json::from_str(&delivery.body).expect("JSON body");
-        assert_eq!(event["type"], "user.created", "{event}");
+        let kind = event["type"].as_str().unwrap_or_default().to_owned();
+        *per_type.entry(kind).or_default() += 1;
+        *per_id.entry(delivery.id).or_default() += 1;
     }
-    assert_eq!(per_id.len(), SIGNUPS, "distinct webhook-ids");
+    let twice: Vec<_> = per_id.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
-        per_id.values().all(|n| *n == 1),
-        "a webhook-id arrived more than once: {per_id:?}"
+        twice.is_empty(),
+        "webhook-ids received more than once: {twice:?}"
     );
+    assert_eq!(per_id.len() as i64, events);
+    let expected: BTreeMap<String, usize> = ["session.created", "user.activated", "user.created"]
+        .map(|kind| (kind.to_owned(), USERS))
+        .into();
+    assert_eq!(per_type, expected);
+}
+
+/// `POST` of `request(item)` (a path and a body) for every item at once, each to the
+/// next replica; the answers in the order of `items`.
+async fn spread<T>(
+    cluster: &Cluster,
+    items: &[T],
+    request: impl Fn(&T) -> (&'static str, Value),
+) -> Vec<(u16, Value)> {
+    join_all(items.iter().map(|item| {
+        let (path, body) = request(item);
+        let base = cluster.next();
+        async move { post(&cluster.http, &base, path, &body).await }
+    }))
+    .await
+}
+
+fn assert_all(answers: &[(u16, Value)], status: u16, what: &str) {
+    for (got, body) in answers {
+        assert_eq!(*got, status, "{what}: {body}");
+    }
 }
 
 /// The Standard Webhooks signature, checked independently of latchkey's signer.
