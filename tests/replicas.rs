@@ -75,7 +75,7 @@ async fn verify(http: &reqwest::Client, base: &str, token: &str) -> (u16, Value)
     post(http, base, "/auth/token/verify", &json!({ "token": token })).await
 }
 
-/// Asserts a 401 problem with `code` (the replica is named in the message).
+/// Asserts that `answer` is a 401 problem with `code`; `what` names the request.
 fn assert_refused(answer: &(u16, Value), code: &str, what: &str) {
     assert_eq!(
         (answer.0, answer.1["code"].as_str()),
@@ -122,14 +122,15 @@ async fn live(cluster: &Cluster, tokens: &[String]) -> Vec<String> {
     live
 }
 
-/// Rows of `table` for the family of `refresh_token`.
-fn family_rows(cluster: &Cluster, table: &str, refresh_token: &str) -> i64 {
+/// How many refresh tokens were ever issued in the family of `refresh_token` (README:
+/// every issued refresh token is recorded in `outstanding_tokens`).
+fn issued_in_family(cluster: &Cluster, refresh_token: &str) -> i64 {
     let family = jwt_claims(refresh_token)["fam"]
         .as_str()
         .expect("fam claim")
         .to_owned();
     cluster.db.count(&format!(
-        "SELECT COUNT(*) AS n FROM {table} WHERE family_id = '{family}'"
+        "SELECT COUNT(*) AS n FROM outstanding_tokens WHERE family_id = '{family}'"
     ))
 }
 
@@ -168,7 +169,7 @@ async fn concurrent_refreshes_over_replicas_converge_on_one_live_token() {
 
     // Exactly one rotation happened (two tokens ever issued in the family: nothing
     // forked), and only its result is live, on every replica.
-    assert_eq!(family_rows(&cluster, "outstanding_tokens", &t0), 2);
+    assert_eq!(issued_in_family(&cluster, &t0), 2);
     assert_eq!(
         live(&cluster, &[t0.clone(), t1.clone()]).await,
         std::slice::from_ref(&t1)
@@ -196,7 +197,7 @@ async fn concurrent_refreshes_over_replicas_without_grace_have_one_winner() {
     let results = race(&cluster, &t0).await;
     let mut tokens = issued_refresh_tokens(&results);
     assert_eq!(tokens.len(), 1, "exactly one refresh wins without grace");
-    assert_eq!(family_rows(&cluster, "outstanding_tokens", &t0), 2);
+    assert_eq!(issued_in_family(&cluster, &t0), 2);
     tokens.push(t0);
     assert!(live(&cluster, &tokens).await.len() <= 1);
 }
