@@ -98,6 +98,7 @@ impl Application {
         let console = web::Data::new(Console::new());
         let state = web::Data::new(state);
         spawn_token_purge(state.db.clone());
+        crate::http::mailing::spawn_link_resolver(state.clone());
         let server = HttpServer::new(move || {
             // One governor per level: actix-governor's header middleware needs the service
             // it wraps to have an `Unpin` future, which only a router (app or scope) has.
@@ -273,6 +274,7 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         account_tokens,
         totp,
         outbox,
+        links: crate::http::mailing::LinkQueue::default(),
         webhooks,
         metrics,
     })

@@ -769,3 +769,55 @@ async fn console_backend_prints_links_whole() {
     assert!(child.wait().expect("wait").success());
     drop(log.join());
 }
+
+/// The receiver of the API tests. This binary uses only part of it.
+#[allow(dead_code)]
+#[path = "api/webhook_receiver.rs"]
+mod webhook_receiver;
+
+/// `latchkey webhooks send-test --url URL` (OPERATIONS.md): a signed `ping` to a configured
+/// endpoint, its answer printed, the exit status following it; an unconfigured URL is
+/// refused, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_send_test_pings_a_configured_endpoint() {
+    use webhook_receiver::{Receiver, SecretFile, verify};
+
+    let dir = TempDir::new().expect("tempdir");
+    let receiver = Receiver::start().await;
+    let secret = SecretFile::new();
+    let endpoints = serde_json::json!([{"url": receiver.url(), "secret": secret.path}]);
+    let send_test = |url: String| {
+        let (dir, endpoints) = (dir.path().to_owned(), endpoints.to_string());
+        // Blocking (the command waits for the receiver, which runs on this runtime).
+        tokio::task::spawn_blocking(move || {
+            let env = [("LATCHKEY_WEBHOOKS__ENDPOINTS", endpoints.as_str())];
+            latchkey(&dir, &["webhooks", "send-test", "--url", &url], None, &env)
+        })
+    };
+
+    let out = send_test(receiver.url()).await.expect("send-test");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("HTTP 200"), "{}", text(&out));
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    let ping = verify(&secret.secret, &requests[0]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ping.kind, "ping");
+    assert_eq!(ping.data, serde_json::json!({}));
+
+    receiver.fail_next(1);
+    let out = send_test(receiver.url()).await.expect("send-test");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("HTTP 500"), "{}", text(&out));
+    assert_eq!(receiver.requests().len(), 2);
+
+    let stranger = "http://127.0.0.1:9/not-configured";
+    let out = send_test(stranger.to_owned()).await.expect("send-test");
+    // An error like any other of a command's (WEBHOOKS.md: exit 1 naming it).
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(stranger), "{}", text(&out));
+    assert_eq!(
+        receiver.requests().len(),
+        2,
+        "nothing sent to the stranger's URL"
+    );
+}

@@ -152,3 +152,18 @@ diesel::table! {
         failed_at -> Nullable<Timestamp>,
     }
 }
+
+diesel::table! {
+    link_requests (id) {
+        id -> Text,
+        purpose -> Text,
+        email_key -> Text,
+        created_at -> Timestamp,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        resolved_at -> Nullable<Timestamp>,
+        failed_at -> Nullable<Timestamp>,
+    }
+}

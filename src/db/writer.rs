@@ -18,7 +18,6 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::thread;
 
-use diesel::Connection;
 use tokio::sync::oneshot;
 
 use super::pool::{DbConnection, DbError};
@@ -85,9 +84,8 @@ fn write_batches(reopen: &Open, mut conn: DbConnection, queue: &mpsc::Receiver<J
             .collect();
         let mut reports = Vec::with_capacity(batch.len());
         let run = panic::catch_unwind(AssertUnwindSafe(|| {
-            conn.transaction(|conn| {
+            immediate(&mut conn, |conn| {
                 reports.extend(batch.into_iter().map(|job| job(conn)));
-                Ok::<_, DbError>(())
             })
         }));
         let batch_error = match run {
@@ -116,11 +114,35 @@ fn write_batches(reopen: &Open, mut conn: DbConnection, queue: &mpsc::Receiver<J
     }
 }
 
+/// Runs `work` in a transaction that takes SQLite's write lock as it begins (`BEGIN
+/// IMMEDIATE`), so a batch whose first statement reads (a worker's claim) cannot be refused
+/// at its first write because another process (the CLI) committed in between: a deferred
+/// transaction's read snapshot cannot be upgraded then, and SQLite answers "database is
+/// locked" at once, whatever `busy_timeout` says; `BEGIN IMMEDIATE` waits for it instead.
+/// The writes of the batch nest as savepoints, as in any diesel transaction.
+fn immediate(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection)) -> Result<(), DbError> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let DbConnection::Sqlite(sqlite) = conn else {
+        return Err(DbError::Unavailable("the writer is SQLite's".into()));
+    };
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    work(conn);
+    let DbConnection::Sqlite(sqlite) = conn else {
+        return Err(DbError::Unavailable("the writer is SQLite's".into()));
+    };
+    if let Err(e) = AnsiTransactionManager::commit_transaction(sqlite) {
+        let _ = AnsiTransactionManager::rollback_transaction(sqlite);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
     use std::sync::mpsc as std_mpsc;
 
+    use diesel::Connection;
     use diesel::connection::SimpleConnection;
     use diesel::{QueryableByName, RunQueryDsl, SqliteConnection, sql_query};
 

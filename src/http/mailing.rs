@@ -1,5 +1,8 @@
-//! Account emails, queued in the background so a response never waits for (or reveals
-//! anything through the timing of) the queueing or the delivery.
+//! Account emails. A request for an activation or reset link is written to
+//! `link_requests` before it is answered, for any address, known or not: every answer costs
+//! one insert, so its timing reveals nothing, and a crash right after the answer loses no
+//! email. The link resolver ([`spawn_link_resolver`]) then finds the account, decides
+//! whether it gets a link (by the same rules the handlers state), and queues the email.
 //!
 //! Emailed account links have a per-recipient limit ([`LINK_LIMIT`]): without one, anyone
 //! (a botnet slips past the per-IP `login` throttle) could have latchkey mail a victim
@@ -7,15 +10,23 @@
 //! request over it is answered exactly like any other (202, `{}`), and only the metric
 //! `latchkey_emails_total{outcome="limited"}` and an info log line tell.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use actix_web::web;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use diesel::Connection;
+use tokio::sync::Notify;
 
 use super::state::AppState;
 use crate::auth::account_tokens::{Binding, Purpose};
+use crate::db::models::lease::chrono_duration;
+use crate::db::models::link_requests::{self, LinkRequest};
 use crate::db::models::outbox::{self, NewEmail, RecipientLimit};
 use crate::db::models::users::User;
+use crate::db::{DbConnection, DbError};
 use crate::domain::UserId;
-use crate::email::{Email, templates};
+use crate::email::templates;
 use crate::metrics::OutcomeLabels;
 
 /// At most two links of one purpose per address in 10 minutes (the first email may be
@@ -30,59 +41,186 @@ pub(crate) const LINK_LIMIT: RecipientLimit = RecipientLimit {
     total_window: outbox::SENT_RETENTION,
 };
 
-/// Builds the `purpose` email for `user` with a fresh uid/token link and sends it later.
-pub fn send_account_link(state: &web::Data<AppState>, user: &User, purpose: Purpose) {
-    let Ok(id) = user.id.parse::<UserId>() else {
-        log::error!(target: "latchkey::accounts", "user id {} is not a UUID", user.id);
-        return;
+/// Wakes the link resolver after a request was recorded.
+#[derive(Clone, Default)]
+pub struct LinkQueue {
+    wake: Arc<Notify>,
+}
+
+impl LinkQueue {
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Records a request for a `purpose` link to the account of the address whose key is
+/// `email_key` (if there is one), on `conn`: call it in the transaction that decides it.
+pub fn request_link(
+    conn: &mut DbConnection,
+    purpose: Purpose,
+    email_key: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    link_requests::insert(conn, label(purpose), email_key, now)
+}
+
+/// Records a request for a `purpose` link to `email_key`'s account and wakes the resolver.
+pub async fn ask_for_link(
+    state: &AppState,
+    purpose: Purpose,
+    email_key: String,
+) -> Result<(), DbError> {
+    state
+        .db
+        .write(move |conn| request_link(conn, purpose, &email_key, Utc::now()))
+        .await?;
+    state.links.wake();
+    Ok(())
+}
+
+fn label(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::Activation => "activation",
+        Purpose::PasswordReset => "password_reset",
+    }
+}
+
+/// How long the resolver may hold a request (resolving is a few statements).
+const LEASE: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_secs(1);
+const RETRY_BASE: Duration = Duration::from_secs(1);
+/// A request that could not be resolved for this long is given up: its sender has long
+/// asked again.
+const MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Resolves recorded link requests, one at a time, as long as the server's runtime runs.
+pub fn spawn_link_resolver(state: web::Data<AppState>) {
+    drop(tokio::spawn(async move {
+        loop {
+            let claimed = state
+                .db
+                .write(|conn| link_requests::claim_next(conn, Utc::now(), LEASE, &[]))
+                .await;
+            match claimed {
+                Ok(Some(request)) => {
+                    resolve(&state, request).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => log::warn!(target: "latchkey::email", "cannot read link requests: {e}"),
+            }
+            tokio::select! {
+                () = state.links.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }));
+}
+
+/// What resolving a request came to.
+enum Resolved {
+    Queued,
+    Limited,
+    /// No account, or one that gets no link of this purpose: nothing to send.
+    Nobody,
+}
+
+async fn resolve(state: &web::Data<AppState>, request: LinkRequest) {
+    let (id, created_at) = (request.id.clone(), request.created_at);
+    let owner = state.clone();
+    let resolved = state
+        .db
+        .write(move |conn| {
+            conn.transaction(|conn| {
+                let outcome = queue_for(&owner, conn, &request)?;
+                link_requests::done(conn, &request.id, Utc::now(), Duration::ZERO)?;
+                Ok(outcome)
+            })
+        })
+        .await;
+    match resolved {
+        Ok(Resolved::Queued) => state.outbox.wake(),
+        Ok(Resolved::Limited) => {
+            let limited = OutcomeLabels { outcome: "limited" };
+            state.metrics.emails.get_or_create(&limited).inc();
+        }
+        Ok(Resolved::Nobody) => {}
+        Err(e) => {
+            log::warn!(target: "latchkey::email", "link request {id} not resolved: {e}");
+            let now = Utc::now();
+            let why = e.to_string();
+            let age = (now.naive_utc() - created_at).to_std().unwrap_or_default();
+            let retry_at = now + chrono_duration(RETRY_BASE);
+            let recorded = state
+                .db
+                .write(move |conn| {
+                    if age >= MAX_AGE {
+                        link_requests::give_up(conn, &id, &why, now)
+                    } else {
+                        link_requests::retry_later(conn, &id, &why, retry_at)
+                    }
+                })
+                .await;
+            if let Err(e) = recorded {
+                log::warn!(target: "latchkey::email", "cannot update link requests: {e}");
+            }
+        }
+    }
+}
+
+/// Finds the request's account and, if it gets a link of that purpose, queues the email
+/// (within [`LINK_LIMIT`]).
+fn queue_for(
+    state: &AppState,
+    conn: &mut DbConnection,
+    request: &LinkRequest,
+) -> Result<Resolved, DbError> {
+    let purpose = match request.purpose.as_str() {
+        "activation" => Purpose::Activation,
+        _ => Purpose::PasswordReset,
     };
-    let binding = binding(user);
-    let token = state.account_tokens.make(purpose, &binding, Utc::now());
+    let Some(user) = User::find_by_email_key(conn, &request.email_key)? else {
+        return Ok(Resolved::Nobody);
+    };
+    let eligible = match purpose {
+        // Reset: an active account. Activation: one still waiting for it, unless staff
+        // disabled it (an unverified account must not reactivate itself).
+        Purpose::PasswordReset => user.is_active,
+        Purpose::Activation => !user.email_verified && !user.disabled_by_staff,
+    };
+    if !eligible {
+        return Ok(Resolved::Nobody);
+    }
+    let Ok(uid) = user.id.parse::<UserId>() else {
+        log::error!(target: "latchkey::accounts", "user id {} is not a UUID", user.id);
+        return Ok(Resolved::Nobody);
+    };
+    let now = Utc::now();
+    let token = state.account_tokens.make(purpose, &binding(&user), now);
     let accounts = &state.settings.accounts;
     let template = match purpose {
         Purpose::Activation => &accounts.activation_url,
         Purpose::PasswordReset => &accounts.reset_url,
     };
-    let link = templates::link(template, state.settings.public_url(), &id.to_uid(), &token);
+    let link = templates::link(template, state.settings.public_url(), &uid.to_uid(), &token);
     let (site, to, name) = (&accounts.site_name, &user.email, &user.username);
-    let (email, label) = match purpose {
-        Purpose::Activation => (templates::activation(site, to, name, &link), "activation"),
-        Purpose::PasswordReset => (
-            templates::password_reset(site, to, name, &link),
-            "password_reset",
-        ),
+    let email = match purpose {
+        Purpose::Activation => templates::activation(site, to, name, &link),
+        Purpose::PasswordReset => templates::password_reset(site, to, name, &link),
     };
-    queue_link(state, email, label, user.id.clone());
-}
-
-/// Queues the link `email` in the outbox (off the request path, within [`LINK_LIMIT`])
-/// and wakes the worker.
-fn queue_link(state: &web::Data<AppState>, email: Email, purpose: &'static str, user_id: String) {
-    let state = state.clone();
-    actix_web::rt::spawn(async move {
-        let user = user_id.clone();
-        let queued = state
-            .db
-            .write(move |conn| {
-                let new = NewEmail {
-                    recipient: &email.to,
-                    subject: &email.subject,
-                    text_body: &email.text,
-                    html_body: &email.html,
-                };
-                outbox::enqueue_link(conn, &new, purpose, &user_id, &LINK_LIMIT, Utc::now())
-            })
-            .await;
-        match queued {
-            Ok(true) => state.outbox.wake(),
-            Ok(false) => {
-                log::info!(target: "latchkey::email", "{purpose} link for user {user} not queued: its address has had enough links lately");
-                let limited = OutcomeLabels { outcome: "limited" };
-                state.metrics.emails.get_or_create(&limited).inc();
-            }
-            Err(e) => log::error!(target: "latchkey::email", "cannot queue email: {e}"),
-        }
-    });
+    let new = NewEmail {
+        recipient: &email.to,
+        subject: &email.subject,
+        text_body: &email.text,
+        html_body: &email.html,
+    };
+    let purpose = label(purpose);
+    if outbox::enqueue_link(conn, &new, purpose, &user.id, &LINK_LIMIT, now)? {
+        Ok(Resolved::Queued)
+    } else {
+        log::info!(target: "latchkey::email", "{purpose} link for user {} not queued: its address has had enough links lately", user.id);
+        Ok(Resolved::Limited)
+    }
 }
 
 /// What an activation or reset link of `user` is bound to: the row as it is now.

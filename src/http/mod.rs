@@ -7,7 +7,7 @@ pub mod client_ip;
 pub mod error;
 pub mod extractors;
 pub mod fields;
-mod mailing;
+pub mod mailing;
 pub mod observe;
 mod openapi;
 mod pagination;

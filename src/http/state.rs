@@ -3,6 +3,7 @@
 
 use super::account_limit::AccountLimit;
 use super::error::ApiError;
+use super::mailing::LinkQueue;
 use super::shared_throttle::RedisLimits;
 use crate::auth::account_tokens::AccountTokens;
 use crate::auth::jwt::TokenService;
@@ -28,6 +29,8 @@ pub struct AppState {
     /// Seals the TOTP secrets stored in the database.
     pub totp: SecretBox,
     pub outbox: Outbox,
+    /// Wakes the link resolver (`mailing`).
+    pub links: LinkQueue,
     /// Where account events go (recorded in the transaction of their change).
     pub webhooks: Webhooks,
     pub metrics: Metrics,

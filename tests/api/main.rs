@@ -65,3 +65,5 @@ mod throttle;
 mod username_change;
 mod users_me;
 mod verify_logout;
+mod webhook_receiver;
+mod webhooks;

@@ -7,6 +7,7 @@
 
 pub mod groups;
 pub mod lease;
+pub mod link_requests;
 pub mod mfa;
 pub mod outbox;
 pub mod tokens;

@@ -164,14 +164,6 @@ async fn activate(
 )]
 async fn resend(state: web::Data<AppState>, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let key = Email::key_of(&Fields::only_str(body, "email")?);
-    if let Some(user) = state
-        .db
-        .run(move |conn| User::find_by_email_key(conn, &key))
-        .await?
-        && !user.email_verified
-        && !user.disabled_by_staff
-    {
-        mailing::send_account_link(&state, &user, Purpose::Activation);
-    }
+    mailing::ask_for_link(&state, Purpose::Activation, key).await?;
     Ok(HttpResponse::Accepted().json(json!({})))
 }

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use chrono::Utc;
+use diesel::Connection;
 use serde_json::json;
 
 use super::Route;
@@ -234,7 +235,15 @@ async fn register(
                     approval_pending: approval,
                     date_joined: db_time(now),
                 };
-                User::register(conn, &new, replace_unclaimed, &hooks)
+                // The activation link is asked for in the same transaction: a sign-up
+                // that commits always gets its email, even if the process dies next.
+                conn.transaction(|conn| {
+                    let user = User::register(conn, &new, replace_unclaimed, &hooks)?;
+                    if verify_email {
+                        mailing::request_link(conn, Purpose::Activation, new.email_key, now)?;
+                    }
+                    Ok(user)
+                })
             })
             .await
             .map_err(|e| User::taken(&e).map_or_else(|| ApiError::from(e), conflict))?
@@ -242,7 +251,7 @@ async fn register(
     log::info!(target: "latchkey::accounts", "registered user {}", user.id);
 
     if verify_email {
-        mailing::send_account_link(&state, &user, Purpose::Activation);
+        state.links.wake();
         let body = json!({"user": UserView::new(&user, vec![]), "activation_required": true});
         return Ok(HttpResponse::Created().json(body));
     }

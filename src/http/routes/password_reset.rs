@@ -6,7 +6,6 @@ use serde_json::json;
 use super::Route;
 use super::activation::{EMAIL, bad_token, user_for_token};
 use crate::auth::account_tokens::Purpose;
-use crate::db::models::users::User;
 use crate::domain::Email;
 use crate::http::body::{BodySpec, Kind, bounds, required};
 use crate::http::error::ApiError;
@@ -56,14 +55,7 @@ async fn request_reset(
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let key = Email::key_of(&Fields::only_str(body, "email")?);
-    if let Some(user) = state
-        .db
-        .run(move |conn| User::find_by_email_key(conn, &key))
-        .await?
-        && user.is_active
-    {
-        mailing::send_account_link(&state, &user, Purpose::PasswordReset);
-    }
+    mailing::ask_for_link(&state, Purpose::PasswordReset, key).await?;
     Ok(HttpResponse::Accepted().json(json!({})))
 }
 
