@@ -405,6 +405,30 @@ impl Cluster {
     }
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // A failed test shows how each replica fared: whether it is still running, and
+        // the end of its log.
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, replica) in self.replicas.iter_mut().enumerate() {
+            let state = match replica.child.try_wait() {
+                Ok(Some(status)) => format!("exited: {status}"),
+                _ => "running".to_owned(),
+            };
+            let log = replica.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!(
+                "replica {i} (port {}, {state}), end of its log:\n{}",
+                replica.port,
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 /// A client with a bound on every request, so a hung replica fails the test instead of
 /// the whole run.
 pub fn client() -> reqwest::Client {
