@@ -575,6 +575,8 @@ class Config:
     only: list[str]
     bound: dict[str, Any] | None
     startup_runs: int
+    throttle: str  # off, local or redis
+    redis_url: str
 
 
 class BackendRun:
@@ -600,6 +602,18 @@ class BackendRun:
             LATCHKEY_THROTTLE__ENABLED="false",
             **self.db.env,
         )
+        if self.cfg.throttle != "off":
+            # Limits no scenario reaches: what is measured is the cost of counting.
+            unlimited = "1000000/second"
+            env.update(
+                LATCHKEY_THROTTLE__ENABLED="true",
+                LATCHKEY_THROTTLE__ANON=unlimited,
+                LATCHKEY_THROTTLE__USER=unlimited,
+                LATCHKEY_THROTTLE__LOGIN=unlimited,
+                LATCHKEY_THROTTLE__MFA=unlimited,
+            )
+        if self.cfg.throttle == "redis":
+            env["LATCHKEY_THROTTLE__REDIS_URL"] = self.cfg.redis_url
         env.update(overrides)
         return env
 
@@ -1016,6 +1030,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--count-status", action=argparse.BooleanOptionalAction, default=None,
                    help="count statuses per code in Lua for verify/me/admin too (costs load-generator CPU; default on in smoke)")
     p.add_argument("--startup-runs", type=int, help="restarts on the existing database for the start-up time (default 5, smoke 3)")
+    p.add_argument("--throttle", choices=["off", "local", "redis"], default="off",
+                   help="off (default): no throttle; local: each scope counted in memory (limits never reached); redis: counted in Redis (--redis-url)")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="with --throttle redis")
     p.add_argument("--keep", action="store_true", help="keep the databases and server logs (for a closer look)")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON results go")
     args = p.parse_args(argv)
@@ -1071,6 +1088,7 @@ def main(argv: list[str]) -> int:
         connections=args.connections, threads=args.threads, users=args.users, cost=args.cost,
         count_status=args.count_status, timeout=args.timeout, wrk=wrk, binary=binary, pg_url=args.pg_url,
         only=args.only, bound=bound, startup_runs=max(1, args.startup_runs),
+        throttle=args.throttle, redis_url=args.redis_url,
     )
     meta = {
         "cores": cores,
@@ -1078,6 +1096,7 @@ def main(argv: list[str]) -> int:
         "binary": os.path.relpath(binary, ROOT) if binary.is_relative_to(ROOT) else str(binary),
         "binary_mtime": dt.datetime.fromtimestamp(binary.stat().st_mtime).strftime("%Y-%m-%d %H:%M"),
         "commit": git_commit(),
+        "throttle": args.throttle,
         "wrk": subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.splitlines()[0:1],
     }
 

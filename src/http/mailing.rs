@@ -85,8 +85,9 @@ fn label(purpose: Purpose) -> &'static str {
     }
 }
 
-/// How long the resolver may hold a request (resolving is a few statements).
-const LEASE: Duration = Duration::from_secs(30);
+/// Claiming and resolving a request are one transaction, so a crash half-way leaves the
+/// request as it was; the lease only keeps two resolvers off one request meanwhile.
+const LEASE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_secs(1);
 const RETRY_BASE: Duration = Duration::from_secs(1);
 /// A request that could not be resolved for this long is given up: its sender has long
@@ -97,17 +98,26 @@ const MAX_AGE: Duration = Duration::from_secs(3600);
 pub fn spawn_link_resolver(state: web::Data<AppState>) {
     drop(tokio::spawn(async move {
         loop {
-            let claimed = state
-                .db
-                .write(|conn| link_requests::claim_next(conn, Utc::now(), LEASE, &[]))
-                .await;
-            match claimed {
-                Ok(Some(request)) => {
-                    resolve(&state, request).await;
+            let owner = state.clone();
+            match state.db.write(move |conn| resolve_next(&owner, conn)).await {
+                Ok(Some(Ok(resolved))) => {
+                    match resolved {
+                        Resolved::Queued => state.outbox.wake(),
+                        Resolved::Limited => {
+                            let limited = OutcomeLabels { outcome: "limited" };
+                            state.metrics.emails.get_or_create(&limited).inc();
+                        }
+                        Resolved::Nobody => {}
+                    }
                     continue;
                 }
+                Ok(Some(Err(e))) => {
+                    log::warn!(target: "latchkey::email", "link request not resolved: {e}");
+                }
                 Ok(None) => {}
-                Err(e) => log::warn!(target: "latchkey::email", "cannot read link requests: {e}"),
+                Err(e) => {
+                    log::warn!(target: "latchkey::email", "cannot resolve link requests: {e}")
+                }
             }
             tokio::select! {
                 () = state.links.wake.notified() => {}
@@ -125,47 +135,37 @@ enum Resolved {
     Nobody,
 }
 
-async fn resolve(state: &web::Data<AppState>, request: LinkRequest) {
-    let (id, created_at) = (request.id.clone(), request.created_at);
-    let owner = state.clone();
-    let resolved = state
-        .db
-        .write(move |conn| {
-            conn.transaction(|conn| {
-                let outcome = queue_for(&owner, conn, &request)?;
-                link_requests::done(conn, &request.id, Utc::now(), Duration::ZERO)?;
-                Ok(outcome)
-            })
-        })
-        .await;
-    match resolved {
-        Ok(Resolved::Queued) => state.outbox.wake(),
-        Ok(Resolved::Limited) => {
-            let limited = OutcomeLabels { outcome: "limited" };
-            state.metrics.emails.get_or_create(&limited).inc();
-        }
-        Ok(Resolved::Nobody) => {}
-        Err(e) => {
-            log::warn!(target: "latchkey::email", "link request {id} not resolved: {e}");
-            let now = Utc::now();
-            let why = e.to_string();
-            let age = (now.naive_utc() - created_at).to_std().unwrap_or_default();
-            let retry_at = now + chrono_duration(RETRY_BASE);
-            let recorded = state
-                .db
-                .write(move |conn| {
-                    if age >= MAX_AGE {
-                        link_requests::give_up(conn, &id, &why, now)
-                    } else {
-                        link_requests::retry_later(conn, &id, &why, retry_at)
-                    }
-                })
-                .await;
-            if let Err(e) = recorded {
-                log::warn!(target: "latchkey::email", "cannot update link requests: {e}");
+/// Claims the next due request and resolves it, in one transaction; `None` when none is
+/// due. A resolution that fails is rolled back alone and the request retried later (given
+/// up after [`MAX_AGE`]).
+fn resolve_next(
+    state: &AppState,
+    conn: &mut DbConnection,
+) -> Result<Option<Result<Resolved, DbError>>, DbError> {
+    conn.transaction(|conn| {
+        let now = Utc::now();
+        let Some(request) = link_requests::claim_next(conn, now, LEASE, &[])? else {
+            return Ok(None);
+        };
+        let outcome = conn.transaction(|conn| queue_for(state, conn, &request));
+        let id = &request.id;
+        match &outcome {
+            Ok(_) => link_requests::done(conn, id, now, Duration::ZERO)?,
+            Err(e)
+                if (now.naive_utc() - request.created_at)
+                    .to_std()
+                    .unwrap_or_default()
+                    >= MAX_AGE =>
+            {
+                link_requests::give_up(conn, id, &e.to_string(), now)?;
+            }
+            Err(e) => {
+                let retry_at = now + chrono_duration(RETRY_BASE);
+                link_requests::retry_later(conn, id, &e.to_string(), retry_at)?;
             }
         }
-    }
+        Ok(Some(outcome))
+    })
 }
 
 /// Finds the request's account and, if it gets a link of that purpose, queues the email

@@ -40,6 +40,7 @@ mod console_pages;
 mod cors;
 mod email_change;
 mod errors;
+mod failover;
 mod flush_expired;
 mod groups;
 mod hashing;
