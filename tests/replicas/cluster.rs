@@ -157,7 +157,9 @@ impl Replica {
         replica
     }
 
-    /// Spawns the process without waiting for it (`port` is 0 until it listens).
+    /// Spawns the process without waiting for it (`port` is 0 until it listens). Not
+    /// `tests/support/process.rs`' `serve_env`, which returns only once the server
+    /// listens: replicas here are spawned together, so that they migrate together.
     fn spawn(dir: &Path, env: &[(String, String)], bind: &str) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
         cmd.arg("serve")
