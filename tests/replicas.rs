@@ -32,13 +32,36 @@ use futures::future::join_all;
 use serde_json::{Value, json};
 
 use cluster::Cluster;
-use helpers::{STRONG_PASSWORD, jwt_claims, poll_until, registration, str_field, unique_username};
+use helpers::{STRONG_PASSWORD, jwt_claims, registration, str_field, unique_username};
 use smtp_sink::SmtpSink;
 use webhook_sink::WebhookSink;
 
 const REPLICAS: usize = 3;
 /// Concurrent refreshes of one token.
 const RACERS: usize = 50;
+/// How long background work (the outbox workers) may take. Generous: this file checks
+/// that it is done exactly once, not how fast.
+const BACKGROUND_WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `probe` until it yields a result, for at most [`BACKGROUND_WAIT`]; on timeout,
+/// reports `what` and the probe's last observation. Returns the result and how long it
+/// took.
+async fn eventually<T, E: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> (T, Duration) {
+    let started = Instant::now();
+    loop {
+        match probe() {
+            Ok(found) => return (found, started.elapsed()),
+            Err(seen) => assert!(
+                started.elapsed() < BACKGROUND_WAIT,
+                "no {what} within {BACKGROUND_WAIT:?}; seen: {seen:#?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// `POST base+path` with a JSON body; the status and the JSON body (`Null` if none).
 async fn post(http: &reqwest::Client, base: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -345,7 +368,7 @@ async fn every_email_and_webhook_is_delivered_once() {
     })
     .await;
     assert_all(&signups, 201, "sign-up");
-    let links = poll_until("an activation link for every user", || {
+    let (links, took) = eventually("an activation link for every user", || {
         names
             .iter()
             .map(|name| {
@@ -357,6 +380,7 @@ async fn every_email_and_webhook_is_delivered_once() {
             .collect::<Result<Vec<_>, _>>()
     })
     .await;
+    eprintln!("{USERS} activation emails received {took:?} after the sign-ups");
     let activations = spread(&cluster, &links, |link| {
         (
             "/auth/activate",
@@ -374,7 +398,7 @@ async fn every_email_and_webhook_is_delivered_once() {
     // Done means: every row is in each outbox (resets are queued after their answer) and
     // marked delivered.
     let (emails, events) = (2 * USERS as i64, 3 * USERS as i64);
-    poll_until("every email sent and every webhook delivered", || {
+    let ((), took) = eventually("every email sent and every webhook delivered", || {
         let done = [
             ("email_outbox", "sent_at", emails),
             ("webhook_outbox", "delivered_at", events),
@@ -389,6 +413,7 @@ async fn every_email_and_webhook_is_delivered_once() {
         }
     })
     .await;
+    eprintln!("all emails sent and webhooks delivered {took:?} after the reset requests");
     // A claim counts an attempt: one each means no row was ever held by two workers (the
     // receivers accept everything, so no attempt failed). The replicas' counters of
     // deliveries made add up to the rows, and so do the receivers' inboxes below.
