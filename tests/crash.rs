@@ -12,13 +12,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 #[allow(dead_code)]
+#[path = "support/pg.rs"]
+mod pg;
+#[allow(dead_code)]
 #[path = "support/process.rs"]
 mod process;
+use pg::PgDatabase;
 use process::serve_env;
 
 /// The kill moments: after this many acknowledged requests of the load, one run each.
@@ -43,7 +46,7 @@ async fn postgres_loses_nothing_acknowledged_when_killed() {
     };
     for kill_after in KILL_AFTER {
         let dir = TempDir::new().expect("tempdir");
-        let db = ThrowAwayDatabase::create(&admin_url);
+        let db = PgDatabase::create(&admin_url, "crash");
         let key = dir.path().join("signing.pem");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .args(["keys", "generate", "--out"])
@@ -51,40 +54,7 @@ async fn postgres_loses_nothing_acknowledged_when_killed() {
             .output()
             .expect("keys generate");
         assert!(out.status.success(), "{out:?}");
-        crash_and_check(dir.path(), &db.url, Some(key), kill_after).await;
-    }
-}
-
-/// A database of its own on the test server, dropped afterwards.
-struct ThrowAwayDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl ThrowAwayDatabase {
-    fn create(admin_url: &str) -> Self {
-        let name = format!("latchkey_crash_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = PgConnection::establish(admin_url).expect("connect to PostgreSQL");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .expect("create database");
-        let (base, _) = admin_url.rsplit_once('/').expect("a database in the URL");
-        let url = format!("{base}/{name}");
-        Self {
-            admin_url: admin_url.to_owned(),
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for ThrowAwayDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-            let _ = diesel::sql_query(drop).execute(&mut admin);
-        }
+        crash_and_check(dir.path(), &db.url(), Some(key), kill_after).await;
     }
 }
 

@@ -12,6 +12,8 @@ mod cluster;
 mod in_flight;
 #[path = "replicas/load.rs"]
 mod load;
+#[path = "support/pg.rs"]
+mod pg;
 #[path = "replicas/webhook_sink.rs"]
 mod webhook_sink;
 

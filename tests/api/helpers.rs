@@ -127,18 +127,8 @@ fn sweep_stale_schemas(admin_url: &str) {
     .load::<SchemaRow>(&mut conn) else {
         return;
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock before 1970")
-        .as_secs();
     for row in rows {
-        let Ok(id) = uuid::Uuid::parse_str(&row.nspname["test_".len()..]) else {
-            continue;
-        };
-        let Some(ts) = id.get_timestamp() else {
-            continue;
-        };
-        if ts.to_unix().0 + 3600 < now {
+        if crate::pg::older_than_an_hour(&row.nspname, "test") {
             let _ = diesel::sql_query(format!("DROP SCHEMA IF EXISTS {} CASCADE", row.nspname))
                 .execute(&mut conn);
         }

@@ -32,6 +32,9 @@ macro_rules! dual_backend_tests {
 
 mod helpers;
 mod ops_helpers;
+#[allow(dead_code)]
+#[path = "../support/pg.rs"]
+mod pg;
 
 mod admin_users;
 mod adversarial;

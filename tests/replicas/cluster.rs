@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use diesel::sql_types::{BigInt, Text};
-use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use tempfile::TempDir;
+
+use crate::pg::PgDatabase;
 
 /// The PostgreSQL server (e.g. `postgres://postgres@127.0.0.1:5432/test`); unset: the
 /// tests of this file pass after saying they were skipped, as the API tests do.
@@ -24,120 +24,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const SHUTDOWN_TIMEOUT: &str = "10s";
 /// Every replica's `server.public_url`: one issuer for all, not the bind address.
 pub const PUBLIC_URL: &str = "http://latchkey.test";
-
-/// A database of its own for one test: `CREATE DATABASE` on creation, `DROP DATABASE` on
-/// drop. Named `replicas_<uuid v7>` so that leftovers of killed runs can be told by age.
-pub struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(QueryableByName)]
-struct Name {
-    #[diesel(sql_type = Text)]
-    name: String,
-}
-
-static SWEEP: Once = Once::new();
-
-impl PgDatabase {
-    fn create(admin_url: &str) -> Self {
-        SWEEP.call_once(|| sweep_stale_databases(admin_url));
-        let name = format!("replicas_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = admin(admin_url);
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        Self {
-            admin_url: admin_url.to_owned(),
-            name,
-        }
-    }
-
-    /// The server URL with this database in place of the admin one (query kept).
-    pub fn url(&self) -> String {
-        with_database(&self.admin_url, &self.name)
-    }
-
-    /// The value of `sql`, a query of one row with a `BIGINT` column `n`.
-    pub fn count(&self, sql: &str) -> i64 {
-        let mut conn = PgConnection::establish(&self.url())
-            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.name));
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut conn)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .n
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        // Best effort (a leftover goes with the next sweep); FORCE ends the connections of
-        // replicas that a failed test left running.
-        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut conn);
-        }
-    }
-}
-
-fn admin(url: &str) -> PgConnection {
-    PgConnection::establish(url).unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
-}
-
-/// `postgres://user@host:port/db?query` with `db` replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    let mut out = format!("{}/{name}", &base[..path_start]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-/// Drops `replicas_*` databases created more than an hour ago (by killed runs); younger
-/// ones may belong to a test process running now.
-fn sweep_stale_databases(admin_url: &str) {
-    let Ok(mut conn) = PgConnection::establish(admin_url) else {
-        return;
-    };
-    let Ok(rows) = diesel::sql_query(
-        "SELECT datname::text AS name FROM pg_database WHERE datname LIKE 'replicas\\_%'",
-    )
-    .load::<Name>(&mut conn) else {
-        return;
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock before 1970")
-        .as_secs();
-    for row in rows {
-        let created = uuid::Uuid::parse_str(&row.name["replicas_".len()..])
-            .ok()
-            .and_then(|id| id.get_timestamp())
-            .map(|ts| ts.to_unix().0);
-        if created.is_some_and(|t| t + 3600 < now) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", row.name))
-                .execute(&mut conn);
-        }
-    }
-}
 
 /// One `latchkey serve` process and the log it writes to stderr.
 struct Replica {
@@ -285,7 +171,7 @@ impl Cluster {
             return None;
         };
         let dir = TempDir::new().expect("tempdir");
-        let db = PgDatabase::create(&admin_url);
+        let db = PgDatabase::create(&admin_url, "replicas");
         let key = generate_key(dir.path());
         let mut shared: Vec<(String, String)> = [
             ("DATABASE_URL", db.url().as_str()),
@@ -455,17 +341,4 @@ fn generate_key(dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     path
-}
-
-#[test]
-fn database_names_replace_the_path_only() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
-        "postgres://postgres@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u:p@h/test?sslmode=disable", "x"),
-        "postgres://u:p@h/x?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }
