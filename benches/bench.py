@@ -66,6 +66,11 @@ ROOT = Path(__file__).resolve().parent.parent
 LUA_DIR = ROOT / "benches" / "wrk"
 RESULTS_DIR = ROOT / "bench-results"
 
+THROTTLE_MODES = {
+    "off": "throttling off",
+    "local": "throttle counting in memory (limits never reached)",
+    "redis": "throttle counting in Redis (limits never reached)",
+}
 SCENARIOS = ["register", "login", "refresh", "verify", "me", "admin", "mixed", "mixed-flood"]
 MIXED = ("mixed", "mixed-flood")
 PASSWORD = "Correct-horse-battery-9"  # every seeded user's, and the bench users'
@@ -934,7 +939,7 @@ def report(cfg: Config, runs: list[BackendRun], meta: dict[str, Any]) -> str:
     out.append(
         f"{meta['cores']} cores, load average {meta['loadavg']} at start; wrk {cfg.threads} threads, "
         f"{cfg.connections} connections, {cfg.duration} s per scenario (mixed {cfg.mixed_duration} s); "
-        f"{cfg.users:,} seeded users; bcrypt cost {cfg.cost}; throttling off; RUST_LOG=warn; "
+        f"{cfg.users:,} seeded users; bcrypt cost {cfg.cost}; {THROTTLE_MODES[cfg.throttle]}; RUST_LOG=warn; "
         f"binary {meta['binary']} ({meta['binary_mtime']}); commit {meta['commit']}.\n"
     )
     if b:
