@@ -26,14 +26,24 @@ struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    fn start() -> Self {
+    /// `None` (and the test skipped, saying so) where `redis-server` is not installed;
+    /// `.ci/run` requires it, so CI never skips.
+    fn start() -> Option<Self> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            println!("skipped: redis-server is not installed (Debian: redis-server)");
+            return None;
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         let mut redis = Self { port, child: None };
         redis.run();
-        redis
+        Some(redis)
     }
 
     fn url(&self) -> String {
@@ -48,7 +58,7 @@ impl PrivateRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server (Debian package redis-server) must be installed");
+            .expect("start redis-server");
         self.child = Some(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -119,7 +129,9 @@ async fn fallbacks(app: &TestApp) -> f64 {
 }
 
 async fn two_instances_share_one_login_limit(backend: Backend) {
-    let redis = PrivateRedis::start();
+    let Some(redis) = PrivateRedis::start() else {
+        return;
+    };
     let a = instance(backend.clone(), &redis, "3/hour").await;
     let b = second(&backend, &a, &redis, "3/hour").await;
     // One client address, its requests spread over both instances: 3 in all, not 3 each.
@@ -144,7 +156,9 @@ async fn two_instances_share_one_login_limit(backend: Backend) {
 }
 
 async fn one_account_is_limited_across_instances(backend: Backend) {
-    let redis = PrivateRedis::start();
+    let Some(redis) = PrivateRedis::start() else {
+        return;
+    };
     let a = instance(backend.clone(), &redis, "3/hour").await;
     let b = second(&backend, &a, &redis, "3/hour").await;
     let user = TestUser::create(&a).await;
@@ -161,7 +175,9 @@ async fn one_account_is_limited_across_instances(backend: Backend) {
 }
 
 async fn redis_going_away_fails_no_request_and_coming_back_is_used(backend: Backend) {
-    let mut redis = PrivateRedis::start();
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
     let a = instance(backend.clone(), &redis, "1000/hour").await;
     let resp = login_from(&a, "198.51.100.20", "nobody").await;
     assert_eq!(remaining(&resp).as_deref(), Some("999"));
