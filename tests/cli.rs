@@ -8,7 +8,7 @@ use tempfile::TempDir;
 
 #[path = "support/process.rs"]
 mod process;
-use process::{Log, serve_env, sigterm};
+use process::{Log, metrics_text, serve_env, sigterm};
 
 /// `latchkey ARGS` in `dir` with a clean configuration environment and optional stdin.
 fn latchkey(dir: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
@@ -448,14 +448,7 @@ async fn sigterm_drains_in_flight_logins_and_refuses_new_connections() {
     // Both are in flight once one is hashing and the other waits for the thread.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let metrics = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body");
+        let metrics = metrics_text(&http, &base).await;
         if metrics
             .lines()
             .any(|l| l.trim() == "latchkey_password_hash_queue_depth 1")

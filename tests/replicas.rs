@@ -14,6 +14,9 @@ mod in_flight;
 mod load;
 #[path = "support/pg.rs"]
 mod pg;
+#[allow(dead_code)]
+#[path = "support/process.rs"]
+mod process;
 #[path = "replicas/webhook_sink.rs"]
 mod webhook_sink;
 

@@ -270,15 +270,7 @@ impl Cluster {
     pub async fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
         let mut sum = 0.0;
         for base in self.bases() {
-            let text = self
-                .http
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("metrics body");
+            let text = crate::process::metrics_text(&self.http, &base).await;
             sum += text
                 .lines()
                 .filter_map(|line| {

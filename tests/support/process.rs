@@ -84,6 +84,17 @@ impl Log {
     }
 }
 
+/// The `/metrics` text of the server at `base`.
+pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
 pub fn sigterm(child: &std::process::Child) {
     // SAFETY: signalling our own child process.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
