@@ -295,7 +295,6 @@ step("a reload stays signed in (refresh from the cookie)", async () => {
 
 step("the client refreshes by itself before expiry, and once on a 401", async () => {
   const tab = s.tab1;
-  const refreshes = () => s.answers.length;
   // latchkey's real answers, told to expire in 2 s: the client must renew on its own.
   const shortLived = async (route) => {
     const response = await route.fetch();
@@ -334,10 +333,18 @@ step("the client refreshes by itself before expiry, and once on a 401", async ()
       }),
     { times: 1 },
   );
-  const before = refreshes();
+  // Counted in a route handler, which runs before the request may leave the page: unlike
+  // the "response" events, it cannot lag behind the page.evaluate that made the request.
+  const statuses = [];
+  const counted = async (route) => {
+    const response = await route.fetch();
+    statuses.push(response.status());
+    await route.fulfill({ response });
+  };
+  await tab.route(`${s.api}/auth/token/refresh`, counted);
   assert.deepEqual(await callMe(tab), { status: 200, username: user.username });
-  const after = (await Promise.all(s.answers.slice(before))).map((a) => `${a.url} ${a.status}`);
-  assert.deepEqual(after, ["/auth/token/refresh 200"], "exactly one refresh before the retry");
+  await tab.unroute(`${s.api}/auth/token/refresh`, counted);
+  assert.deepEqual(statuses, [200], "exactly one refresh before the retry");
 });
 
 step("two tabs refreshing at the same moment both stay signed in", async () => {
@@ -352,8 +359,12 @@ step("two tabs refreshing at the same moment both stay signed in", async () => {
 
   // By hand, no lock, both at one instant: latchkey's grace window must converge.
   const before = s.answers.length;
+  // "response" events may reach the test after page.evaluate's result; waiting for them
+  // means watch() has recorded both answers before they are read below.
+  const recorded = tabs.map((tab) => tab.waitForResponse(`${s.api}/auth/token/refresh`));
   const at = Date.now() + 300;
   const raw = await Promise.all(tabs.map((tab) => rawRefresh(tab, at)));
+  await Promise.all(recorded);
   for (const [i, r] of raw.entries()) {
     assert.equal(r.status, 200, `tab ${i + 1}: concurrent refresh answered ${r.status} ${JSON.stringify(r.body ?? r.error)}`);
     assert.ok(r.body.access_token && r.body.refresh_token === undefined, `tab ${i + 1}: a pair without refresh_token`);
