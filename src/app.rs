@@ -224,15 +224,7 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     let account_tokens = AccountTokens::new(&account_secret);
     let totp = SecretBox::new(&account_secret)
         .map_err(|e| ConfigError(format!("`accounts.token_secret`: {e}")))?;
-    let jwt = &settings.jwt;
-    let tokens = TokenService::new(
-        keys,
-        settings.issuer(),
-        jwt.audience.clone(),
-        jwt.access_ttl,
-        jwt.refresh_ttl,
-        jwt.leeway,
-    );
+    let tokens = TokenService::new(keys, settings.issuer(), &settings.jwt);
     let p = &settings.password;
     let metrics = Metrics::new();
     let pool = HashPool::new(p.hash_concurrency, p.queue_limit, metrics.hash_wait.clone())

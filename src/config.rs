@@ -239,6 +239,9 @@ pub struct JwtSettings {
     /// `auth::keys`), so refresh tokens then end with a signing-key rotation.
     #[serde(default)]
     pub refresh_secret: Option<PathBuf>,
+    /// How many verified access tokens are remembered, so that a token's signature is
+    /// checked once rather than on every request (`auth::verified_cache`); 0: none.
+    pub verified_cache_entries: usize,
 }
 
 impl Default for JwtSettings {
@@ -254,6 +257,7 @@ impl Default for JwtSettings {
             rotation_grace: Duration::from_secs(10),
             leeway: Duration::from_secs(30),
             refresh_secret: None,
+            verified_cache_entries: 20_000,
         }
     }
 }

@@ -1,7 +1,7 @@
 -- One fixed request, over and over: BENCH_METHOD (GET) BENCH_PATH, with a Bearer token
 -- (BENCH_ACCESS) unless BENCH_NO_AUTH=1, and a JSON body BENCH_BODY if given. Used for
--- POST /auth/token/verify, GET /users/me and the staff user list. The request is built
--- once, so the load generator spends as little CPU as possible.
+-- the staff user list (verify and /users/me take many users' tokens: tokens.lua). The
+-- request is built once, so the load generator spends as little CPU as possible.
 dofile(os.getenv("BENCH_LUA") .. "/common.lua")
 
 wrk.method = os.getenv("BENCH_METHOD") or "GET"

@@ -9,16 +9,20 @@
 //! HS256 is deterministic, so a refresh token can be rebuilt byte for byte from its
 //! claims: the grace window hands out the family's current token again that way.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::keys::KeySet;
 use super::verified_cache::VerifiedCache;
+use crate::config::JwtSettings;
 use crate::domain::RESERVED_CLAIMS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,22 +77,45 @@ pub struct RefreshToken {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A verified token: its type and all of its claims.
-#[derive(Debug, Clone)]
+/// A verified token: its type, the claims the service acts on, and all of its claims as
+/// compact JSON. One is remembered per live access token (`verified_cache`), so the
+/// claims are kept as one string rather than as a map of a few dozen allocations.
+#[derive(Debug)]
 pub struct Verified {
     pub token_type: TokenType,
     pub subject: String,
-    pub claims: Map<String, Value>,
+    /// `sid`: the session (refresh family) of an access token.
+    pub session: Option<String>,
+    /// Whether `amr` (RFC 8176) includes a one-time password.
+    pub passed_otp: bool,
+    /// `exp` and `nbf`, seconds since the epoch.
+    pub expires_at: i64,
+    pub not_before: Option<i64>,
+    pub claims: Box<RawValue>,
 }
 
 impl Verified {
     /// The refresh-specific claims; `None` for access tokens.
     pub fn refresh(&self) -> Option<RefreshClaims> {
         match self.token_type {
-            TokenType::Refresh => serde_json::from_value(Value::Object(self.claims.clone())).ok(),
+            TokenType::Refresh => serde_json::from_str(self.claims.get()).ok(),
             TokenType::Access => None,
         }
     }
+}
+
+/// What [`Verified`] takes out of the claims, read without copying them.
+#[derive(Deserialize)]
+struct Known<'a> {
+    token_type: Option<TokenType>,
+    #[serde(borrow)]
+    sub: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    sid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    amr: Vec<Cow<'a, str>>,
+    exp: i64,
+    nbf: Option<i64>,
 }
 
 pub struct TokenService {
@@ -132,23 +159,17 @@ fn instant(secs: i64) -> DateTime<Utc> {
 }
 
 impl TokenService {
-    pub fn new(
-        keys: KeySet,
-        issuer: String,
-        audience: String,
-        access_ttl: Duration,
-        refresh_ttl: Duration,
-        leeway: Duration,
-    ) -> Self {
+    pub fn new(keys: KeySet, issuer: String, jwt: &JwtSettings) -> Self {
+        let leeway = jwt.leeway;
         Self {
-            validation: validation(keys.algorithm, &issuer, &audience, leeway),
-            refresh_validation: validation(Algorithm::HS256, &issuer, &audience, leeway),
+            validation: validation(keys.algorithm, &issuer, &jwt.audience, leeway),
+            refresh_validation: validation(Algorithm::HS256, &issuer, &jwt.audience, leeway),
             keys,
             issuer,
-            audience,
-            access_ttl,
-            refresh_ttl,
-            verified: VerifiedCache::new(leeway.as_secs()),
+            audience: jwt.audience.clone(),
+            access_ttl: jwt.access_ttl,
+            refresh_ttl: jwt.refresh_ttl,
+            verified: VerifiedCache::new(jwt.verified_cache_entries, leeway.as_secs()),
         }
     }
 
@@ -264,13 +285,17 @@ impl TokenService {
 
     /// Verifies signature, algorithm, key, issuer, audience and lifetime, and, when
     /// `expected` is given, the token type.
-    pub fn verify(&self, token: &str, expected: Option<TokenType>) -> Result<Verified, TokenError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        expected: Option<TokenType>,
+    ) -> Result<Arc<Verified>, TokenError> {
         let now = Utc::now().timestamp();
         let verified = match self.verified.get(token, now) {
             Some(earlier) => earlier?,
             None => {
-                let verified = self.verify_fully(token)?;
-                self.verified.insert(token, &verified, now);
+                let verified = Arc::new(self.verify_fully(token)?);
+                self.verified.insert(token, &verified);
                 verified
             }
         };
@@ -304,25 +329,28 @@ impl TokenService {
                 .decoding_key(&kid)
                 .ok_or(TokenError("token key id is unknown"))?,
         };
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
-            .map_err(|e| TokenError(reason(e.kind())))?;
-        let claims = data.claims;
-        let token_type = claims
-            .get("token_type")
-            .cloned()
-            .and_then(|t| serde_json::from_value::<TokenType>(t).ok())
+        let claims = jsonwebtoken::decode::<Box<RawValue>>(token, key, validation)
+            .map_err(|e| TokenError(reason(e.kind())))?
+            .claims;
+        let known: Known<'_> =
+            serde_json::from_str(claims.get()).map_err(|_| TokenError("token is malformed"))?;
+        let token_type = known
+            .token_type
             .ok_or(TokenError("token has no valid token_type"))?;
         if token_type != keyed_type {
             return Err(TokenError("token type does not match its key"));
         }
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
+        let subject = known
+            .sub
             .ok_or(TokenError("token has no subject"))?
-            .to_owned();
+            .into_owned();
         Ok(Verified {
             token_type,
             subject,
+            session: known.sid.map(Cow::into_owned),
+            passed_otp: known.amr.iter().any(|m| m == "otp"),
+            expires_at: known.exp,
+            not_before: known.nbf,
             claims,
         })
     }
@@ -344,23 +372,17 @@ fn reason(kind: &ErrorKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{JwtAlgorithm, JwtSettings};
+    use crate::config::JwtAlgorithm;
     use crate::db::DatabaseUrl;
 
     fn service(dir: &std::path::Path, alg: JwtAlgorithm) -> TokenService {
         let s = JwtSettings {
             algorithm: alg,
+            leeway: Duration::ZERO,
             ..JwtSettings::default()
         };
         let keys = KeySet::load(&s, &DatabaseUrl::Sqlite(dir.join("t.db"))).expect("keys");
-        TokenService::new(
-            keys,
-            "https://id.example".into(),
-            "latchkey".into(),
-            s.access_ttl,
-            s.refresh_ttl,
-            Duration::ZERO,
-        )
+        TokenService::new(keys, "https://id.example".into(), &s)
     }
 
     /// An access token of user `u1` with `custom` claims.
@@ -387,10 +409,17 @@ mod tests {
         let custom = custom.as_object().cloned().unwrap_or_default();
         let token = access(&svc, &custom);
         let v = svc.verify(&token, Some(TokenType::Access)).expect("verify");
-        assert_eq!(v.claims["tenant"], "acme");
-        assert_eq!(v.claims["is_staff"], false);
+        let claims = all_claims(&v);
+        assert_eq!(claims["tenant"], "acme");
+        assert_eq!(claims["is_staff"], false);
         assert_eq!(v.subject, "u1");
+        assert_eq!(v.session.as_deref(), Some("f1"));
+        assert!(v.passed_otp);
         assert!(svc.verify(&token, Some(TokenType::Refresh)).is_err());
+    }
+
+    fn all_claims(v: &Verified) -> Map<String, Value> {
+        serde_json::from_str(v.claims.get()).expect("claims are an object")
     }
 
     fn refresh_id(jti: &str) -> RefreshClaims {
@@ -455,14 +484,14 @@ mod tests {
     fn a_token_of_the_other_type_under_a_key_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let svc = service(dir.path(), JwtAlgorithm::HS256);
-        let access_claims = svc
-            .verify(&access(&svc, &Map::new()), Some(TokenType::Access))
-            .expect("verify")
-            .claims;
+        let access_claims = all_claims(
+            &svc.verify(&access(&svc, &Map::new()), Some(TokenType::Access))
+                .expect("verify"),
+        );
         let refresh = svc
             .issue_refresh(&refresh_id("j1"), Utc::now())
             .expect("issue");
-        let refresh_claims = svc.verify(&refresh.token, None).expect("verify").claims;
+        let refresh_claims = all_claims(&svc.verify(&refresh.token, None).expect("verify"));
         // Each kind's claims signed with the other kind's key (and its kid).
         let swapped = [
             (TokenType::Refresh, &access_claims),

@@ -6,30 +6,27 @@
 //! Entries are keyed by the SHA-256 of the complete token (header, claims and signature),
 //! so only byte-identical tokens hit. What can change with time, `exp` and `nbf`, is
 //! checked again on every hit; issuer, audience, algorithm and key cannot change for the
-//! same bytes while the process runs (keys are loaded at start-up). The cache is bounded:
-//! when full, expired entries go, and if that frees nothing, all of them.
+//! same bytes while the process runs (keys are loaded at start-up).
+//!
+//! The cache holds `jwt.verified_cache_entries` tokens: a deployment's working set of live
+//! access tokens (one per signed-in client and access lifetime). `quick_cache` evicts by
+//! S3-FIFO, one entry at a time, on sharded locks: a working set larger than the capacity
+//! costs extra verifications for the tokens that miss, never a cleared cache for all, and
+//! a one-off scan of many tokens (a client replaying old ones) does not push out the
+//! tokens in steady use.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use aws_lc_rs::digest::{SHA256, digest};
+use quick_cache::sync::Cache;
 
-use super::jwt::{TokenError, Verified};
-
-/// At most this many tokens are remembered (a few hundred KiB).
-const CAPACITY: usize = 1024;
+use super::jwt::{TokenError, TokenType, Verified};
 
 type Digest = [u8; 32];
 
-#[derive(Clone)]
-struct Entry {
-    verified: Verified,
-    exp: i64,
-    nbf: Option<i64>,
-}
-
 pub struct VerifiedCache {
-    entries: Mutex<HashMap<Digest, Entry>>,
+    /// `None` when configured to hold nothing.
+    entries: Option<Cache<Digest, Arc<Verified>>>,
     leeway: i64,
 }
 
@@ -40,87 +37,64 @@ fn key(token: &str) -> Digest {
 }
 
 impl VerifiedCache {
-    pub fn new(leeway_secs: u64) -> Self {
+    /// A cache of at most about `capacity` tokens; 0 turns it off.
+    pub fn new(capacity: usize, leeway_secs: u64) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: (capacity > 0).then(|| Cache::new(capacity)),
             leeway: i64::try_from(leeway_secs).unwrap_or(i64::MAX),
         }
     }
 
     /// The earlier verification of `token`, if it is still within its lifetime at `now`
     /// (seconds since the epoch) under the same rules as the full check.
-    pub fn get(&self, token: &str, now: i64) -> Option<Result<Verified, TokenError>> {
-        let entry = self.lock().get(&key(token)).cloned()?;
-        if entry.exp < now.saturating_sub(self.leeway) {
+    pub fn get(&self, token: &str, now: i64) -> Option<Result<Arc<Verified>, TokenError>> {
+        let verified = self.entries.as_ref()?.get(&key(token))?;
+        if verified.expires_at < now.saturating_sub(self.leeway) {
             return Some(Err(TokenError("token has expired")));
         }
-        if entry
-            .nbf
+        if verified
+            .not_before
             .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
         {
             return Some(Err(TokenError("token is not valid yet")));
         }
-        Some(Ok(entry.verified))
+        Some(Ok(verified))
     }
 
-    /// Remembers a token that passed the full verification.
-    pub fn insert(&self, token: &str, verified: &Verified, now: i64) {
-        let Some(exp) = verified
-            .claims
-            .get("exp")
-            .and_then(serde_json::Value::as_i64)
-        else {
-            return;
-        };
-        let nbf = verified
-            .claims
-            .get("nbf")
-            .and_then(serde_json::Value::as_i64);
-        let mut entries = self.lock();
-        if entries.len() >= CAPACITY {
-            entries.retain(|_, e| e.exp >= now.saturating_sub(self.leeway));
-            if entries.len() >= CAPACITY {
-                entries.clear();
-            }
+    /// Remembers an access token that passed the full verification. Refresh tokens are
+    /// not remembered: each is presented once, and checking one is an HMAC.
+    pub fn insert(&self, token: &str, verified: &Arc<Verified>) {
+        if let Some(entries) = &self.entries
+            && verified.token_type == TokenType::Access
+        {
+            entries.insert(key(token), Arc::clone(verified));
         }
-        let entry = Entry {
-            verified: verified.clone(),
-            exp,
-            nbf,
-        };
-        entries.insert(key(token), entry);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Entry>> {
-        // A panic while holding the lock cannot leave an entry half-written.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::value::to_raw_value;
 
     use super::*;
-    use crate::auth::jwt::TokenType;
 
-    fn verified(exp: i64, nbf: i64) -> Verified {
-        let serde_json::Value::Object(claims) = json!({"sub": "u", "exp": exp, "nbf": nbf}) else {
-            unreachable!()
-        };
-        Verified {
+    fn verified(exp: i64, nbf: i64) -> Arc<Verified> {
+        Arc::new(Verified {
             token_type: TokenType::Access,
             subject: "u".into(),
-            claims,
-        }
+            session: None,
+            passed_otp: false,
+            expires_at: exp,
+            not_before: Some(nbf),
+            claims: to_raw_value(&serde_json::json!({"sub": "u", "exp": exp, "nbf": nbf}))
+                .expect("json"),
+        })
     }
 
     #[test]
     fn hits_only_identical_tokens_and_rechecks_lifetime() {
-        let cache = VerifiedCache::new(30);
-        cache.insert("a.b.c", &verified(1_000, 500), 600);
+        let cache = VerifiedCache::new(16, 30);
+        cache.insert("a.b.c", &verified(1_000, 500));
         assert!(cache.get("a.b.d", 600).is_none());
         assert!(matches!(cache.get("a.b.c", 600), Some(Ok(_))));
         // Leeway applies both ways, as in the full check.
@@ -130,11 +104,28 @@ mod tests {
     }
 
     #[test]
-    fn stays_bounded() {
-        let cache = VerifiedCache::new(0);
-        for n in 0..(CAPACITY * 3) {
-            cache.insert(&format!("token-{n}"), &verified(10_000, 0), 0);
+    fn stays_bounded_and_keeps_the_tokens_in_use() {
+        let cache = VerifiedCache::new(1_000, 0);
+        let hot: Vec<String> = (0..100).map(|n| format!("hot-{n}")).collect();
+        for (n, token) in hot.iter().enumerate() {
+            cache.insert(token, &verified(10_000, 0));
+            assert!(cache.get(&hot[n], 0).is_some());
         }
-        assert!(cache.lock().len() <= CAPACITY);
+        // Ten times the capacity of one-off tokens, the hot ones still presented throughout.
+        for n in 0..10_000 {
+            cache.insert(&format!("cold-{n}"), &verified(10_000, 0));
+            let _ = cache.get(&hot[n % hot.len()], 0);
+        }
+        let entries = cache.entries.as_ref().expect("on");
+        assert!(entries.len() <= 1_100, "{} entries", entries.len());
+        let kept = hot.iter().filter(|t| cache.get(t, 0).is_some()).count();
+        assert!(kept >= 90, "only {kept} of 100 hot tokens kept");
+    }
+
+    #[test]
+    fn zero_capacity_remembers_nothing() {
+        let cache = VerifiedCache::new(0, 0);
+        cache.insert("a.b.c", &verified(10_000, 0));
+        assert!(cache.get("a.b.c", 0).is_none());
     }
 }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::error::JsonPayloadError;
@@ -48,7 +49,7 @@ pub fn json_config() -> web::JsonConfig {
 pub struct AuthenticatedUser {
     pub user: User,
     pub groups: Vec<String>,
-    pub token: Verified,
+    pub token: Arc<Verified>,
 }
 
 impl FromRequest for AuthenticatedUser {
@@ -112,21 +113,12 @@ impl FromRequest for StaffUser {
                 return Err(ApiError::PermissionDenied("staff only").into());
             }
             // Authorization first: only a staff member learns that a second factor is due.
-            if required_for_staff && !passed_otp(&who.token) {
+            if required_for_staff && !who.token.passed_otp {
                 return Err(ApiError::MfaRequired.into());
             }
             Ok(StaffUser(who))
         })
     }
-}
-
-/// Whether an access token's `amr` (RFC 8176) includes a one-time password.
-fn passed_otp(token: &Verified) -> bool {
-    token
-        .claims
-        .get("amr")
-        .and_then(|amr| amr.as_array())
-        .is_some_and(|methods| methods.iter().any(|m| m.as_str() == Some("otp")))
 }
 
 /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).

@@ -37,7 +37,7 @@ use crate::config::{ConfigError, Rate, ThrottleSettings};
 #[derive(Clone)]
 pub struct Caller {
     pub ip: Option<IpAddr>,
-    pub token: Option<Verified>,
+    pub token: Option<Arc<Verified>>,
 }
 
 impl Caller {

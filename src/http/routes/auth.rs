@@ -441,7 +441,7 @@ async fn verify(state: web::Data<AppState>, body: JsonBody) -> Result<HttpRespon
     Ok(HttpResponse::Ok().json(json!({
         "valid": true,
         "token_type": verified.token_type.as_str(),
-        "claims": verified.claims,
+        "claims": &verified.claims,
     })))
 }
 

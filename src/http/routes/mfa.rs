@@ -480,12 +480,7 @@ async fn disable(
 ) -> Result<HttpResponse, ApiError> {
     password_and_code(&state, &who, body).await?;
     let id = who.user.id.clone();
-    let keep = who
-        .token
-        .claims
-        .get("sid")
-        .and_then(|sid| sid.as_str())
-        .map(str::to_owned);
+    let keep = who.token.session.clone();
     let hooks = state.webhooks.clone();
     state
         .db

@@ -59,16 +59,6 @@ impl SessionView {
     }
 }
 
-/// The session of the caller's access token (`None` for a token from before sessions
-/// were named).
-fn current_session(who: &AuthenticatedUser) -> Option<String> {
-    who.token
-        .claims
-        .get("sid")
-        .and_then(|sid| sid.as_str())
-        .map(str::to_owned)
-}
-
 async fn sessions_of(
     state: &AppState,
     user_id: String,
@@ -98,7 +88,7 @@ async fn my_sessions(
     state: web::Data<AppState>,
     who: AuthenticatedUser,
 ) -> Result<HttpResponse, ApiError> {
-    let current = current_session(&who);
+    let current = who.token.session.clone();
     let sessions = sessions_of(&state, who.user.id, current).await?;
     Ok(HttpResponse::Ok().json(sessions))
 }
@@ -152,7 +142,7 @@ async fn end_my_other_sessions(
     state: web::Data<AppState>,
     who: AuthenticatedUser,
 ) -> Result<HttpResponse, ApiError> {
-    let current = current_session(&who);
+    let current = who.token.session.clone();
     let user_id = who.user.id;
     let hooks = state.webhooks.clone();
     let ended = state
