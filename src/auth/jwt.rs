@@ -187,22 +187,22 @@ impl TokenService {
         token_type: TokenType,
         claims: &Map<String, Value>,
     ) -> Result<String, TokenError> {
-        let (alg, kid, key) = match token_type {
+        let (alg, kid, signer) = match token_type {
             TokenType::Access => (
                 self.keys.algorithm,
                 &self.keys.signing_kid,
-                &self.keys.encoding,
+                &self.keys.signer,
             ),
             TokenType::Refresh => (
                 Algorithm::HS256,
                 &self.keys.refresh.kid,
-                &self.keys.refresh.encoding,
+                &self.keys.refresh.signer,
             ),
         };
         let mut header = Header::new(alg);
         header.kid = Some(kid.clone());
         header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, key).map_err(|e| {
+        signer.sign(&header, claims).map_err(|e| {
             log::error!(target: "latchkey::auth", "signing failed: {e}");
             TokenError("signing failed")
         })

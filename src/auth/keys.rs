@@ -16,12 +16,13 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
-use aws_lc_rs::{digest, hkdf, rsa};
+use aws_lc_rs::{digest, hkdf, hmac, rsa};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
+use super::signer::Signer;
 use crate::config::{JwtAlgorithm, JwtSettings};
 use crate::db::DatabaseUrl;
 
@@ -48,6 +49,7 @@ pub struct KeySet {
     pub algorithm: Algorithm,
     pub signing_kid: String,
     pub encoding: EncodingKey,
+    pub signer: Signer,
     verifying: Vec<(String, DecodingKey)>,
     /// Public keys only; empty under HS256, whose secret must never be published.
     pub jwks: JwkSet,
@@ -57,7 +59,7 @@ pub struct KeySet {
 /// The HS256 key of refresh tokens: never published, never one of the access keys.
 pub struct RefreshKey {
     pub kid: String,
-    pub encoding: EncodingKey,
+    pub signer: Signer,
     pub decoding: DecodingKey,
 }
 
@@ -100,10 +102,13 @@ impl KeySet {
             verifying.push((key.kid, key.decoding));
         }
         let refresh = RefreshKey::load(settings, &signing.encoding)?;
+        let signer = Signer::new(algorithm(settings.algorithm), &signing.encoding)
+            .map_err(file_err(key_name, &path))?;
         Ok(Self {
             algorithm: algorithm(settings.algorithm),
             signing_kid: signing.kid,
             encoding: signing.encoding,
+            signer,
             verifying,
             jwks,
             refresh,
@@ -140,7 +145,7 @@ impl RefreshKey {
         };
         Ok(Self {
             kid: hmac_kid(b"latchkey refresh kid", &secret),
-            encoding: EncodingKey::from_secret(&secret),
+            signer: Signer::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, &secret))),
             decoding: DecodingKey::from_secret(&secret),
         })
     }

@@ -6,5 +6,6 @@ pub mod hash_pool;
 pub mod jwt;
 pub mod keys;
 pub mod password;
+mod signer;
 pub mod totp;
 mod verified_cache;

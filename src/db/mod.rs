@@ -7,6 +7,7 @@
 //! writer; on SQLite it takes the write lock up front, so another process (the CLI) waits
 //! on `busy_timeout` instead of failing when a read lock cannot be upgraded.
 
+mod fixed_sql;
 mod migrations;
 pub mod models;
 mod pool;

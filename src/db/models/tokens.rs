@@ -15,8 +15,10 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::PgConnection;
 use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Text};
 
 use super::db_time;
+use crate::db::fixed_sql::{Bind, Fixed};
 use crate::db::schema::{blacklisted_tokens, outstanding_tokens, token_families};
 use crate::db::{DbConnection, DbError};
 use crate::webhooks::{Event, Webhooks};
@@ -264,24 +266,31 @@ fn rotate_live(
         return rotate_live_postgres(pg, req, successor);
     }
     conn.transaction(|conn| {
-        let live = token_families::table
-            .find(successor.family_id)
-            .filter(token_families::revoked_at.is_null())
-            .filter(token_families::current_jti.eq(req.presented_jti));
-        let advanced: Option<String> = diesel::update(live)
-            .set((
-                token_families::previous_jti.eq(req.presented_jti),
-                token_families::current_jti.eq(successor.jti),
-                token_families::current_issued_at.eq(db_time(successor.issued_at)),
-                token_families::rotated_at.eq(db_time(req.now)),
-                token_families::expires_at.eq(db_time(successor.expires_at)),
-                token_families::last_used_at.eq(db_time(req.now)),
-                token_families::ip.eq(req.device.ip),
-                token_families::user_agent.eq(req.device.user_agent),
-            ))
-            .returning(token_families::amr)
-            .get_result(conn)
-            .optional()?;
+        let DbConnection::Sqlite(sqlite) = &mut *conn else {
+            unreachable!("PostgreSQL returned above");
+        };
+        let now = db_time(req.now);
+        let advanced: Option<String> = Fixed::<Text>::new(
+            "UPDATE token_families \
+                SET previous_jti = ?, current_jti = ?, current_issued_at = ?, rotated_at = ?, \
+                    expires_at = ?, last_used_at = ?, ip = ?, user_agent = ? \
+              WHERE id = ? AND revoked_at IS NULL AND current_jti = ? \
+          RETURNING amr",
+            vec![
+                Bind::Text(req.presented_jti),
+                Bind::Text(successor.jti),
+                Bind::Time(db_time(successor.issued_at)),
+                Bind::Time(now),
+                Bind::Time(db_time(successor.expires_at)),
+                Bind::Time(now),
+                Bind::Text(req.device.ip),
+                Bind::Text(req.device.user_agent),
+                Bind::Text(successor.family_id),
+                Bind::Text(req.presented_jti),
+            ],
+        )
+        .get_result(sqlite)
+        .optional()?;
         let Some(amr) = advanced else {
             return Ok(None);
         };
@@ -299,7 +308,8 @@ fn rotate_live(
 }
 
 /// [`rotate_live`] on PostgreSQL: the same three writes as one statement, so one round trip
-/// instead of five (a refresh's cost there is mostly round trips). It also lets its own
+/// instead of five (a refresh's cost there is mostly round trips), prepared once per
+/// connection ([`Fixed`]). It also lets its own
 /// commit skip waiting for the WAL flush (`set_config(..., true)` lasts until the end of
 /// the statement's transaction, which is the statement): a PostgreSQL crash can then lose
 /// the last fraction of a second of rotations, whose successors come back as unknown
@@ -310,42 +320,47 @@ fn rotate_live_postgres(
     req: RotateRequest<'_>,
     successor: &Issued<'_>,
 ) -> Result<Option<String>, DbError> {
-    use diesel::sql_types::{Nullable, Text, Timestamp};
-
-    #[derive(QueryableByName)]
-    struct Outcome {
-        #[diesel(sql_type = Nullable<Text>)]
-        amr: Option<String>,
-    }
-
-    let outcome: Outcome = diesel::sql_query(
+    let now = db_time(req.now);
+    let expires_at = db_time(successor.expires_at);
+    let (amr, _without_flush): (Option<String>, String) = Fixed::<(Nullable<Text>, Text)>::new(
         "WITH advanced AS ( \
              UPDATE token_families \
-                SET previous_jti = $2, current_jti = $3, rotated_at = $4, expires_at = $5, \
-                    current_issued_at = $8, last_used_at = $4, ip = $9, user_agent = $10 \
-              WHERE id = $1 AND revoked_at IS NULL AND current_jti = $2 \
+                SET previous_jti = ?, current_jti = ?, rotated_at = ?, expires_at = ?, \
+                    current_issued_at = ?, last_used_at = ?, ip = ?, user_agent = ? \
+              WHERE id = ? AND revoked_at IS NULL AND current_jti = ? \
           RETURNING id, amr), \
          retired AS ( \
              INSERT INTO blacklisted_tokens (jti, family_id, reason, blacklisted_at) \
-             SELECT $2, id, $7, $4 FROM advanced), \
+             SELECT ?, id, ?, ? FROM advanced), \
          recorded AS ( \
              INSERT INTO outstanding_tokens (jti, family_id, user_id, created_at, expires_at) \
-             SELECT $3, id, $6, $4, $5 FROM advanced) \
+             SELECT ?, id, ?, ?, ? FROM advanced) \
          SELECT (SELECT amr FROM advanced) AS amr, \
                 set_config('synchronous_commit', 'off', true) AS without_flush",
+        vec![
+            Bind::Text(req.presented_jti),
+            Bind::Text(successor.jti),
+            Bind::Time(now),
+            Bind::Time(expires_at),
+            Bind::Time(db_time(successor.issued_at)),
+            Bind::Time(now),
+            Bind::Text(req.device.ip),
+            Bind::Text(req.device.user_agent),
+            Bind::Text(successor.family_id),
+            Bind::Text(req.presented_jti),
+            // retired
+            Bind::Text(req.presented_jti),
+            Bind::Text(Reason::Rotated.as_str()),
+            Bind::Time(now),
+            // recorded
+            Bind::Text(successor.jti),
+            Bind::Text(successor.user_id),
+            Bind::Time(now),
+            Bind::Time(expires_at),
+        ],
     )
-    .bind::<Text, _>(successor.family_id)
-    .bind::<Text, _>(req.presented_jti)
-    .bind::<Text, _>(successor.jti)
-    .bind::<Timestamp, _>(db_time(req.now))
-    .bind::<Timestamp, _>(db_time(successor.expires_at))
-    .bind::<Text, _>(successor.user_id)
-    .bind::<Text, _>(Reason::Rotated.as_str())
-    .bind::<Timestamp, _>(db_time(successor.issued_at))
-    .bind::<Text, _>(req.device.ip)
-    .bind::<Text, _>(req.device.user_agent)
     .get_result(conn)?;
-    Ok(outcome.amr)
+    Ok(amr)
 }
 
 /// Exchanges the presented token for `successor`, enforcing the family invariant: at most one
