@@ -107,7 +107,7 @@ fn quote(text: &str) -> String {
 
 /// One row of `INSERT INTO users (USER_COLUMNS)` for user `i`.
 fn values_row(user: &Seeded, email: &str, i: u64) -> String {
-    let last_login = if i % 3 == 0 {
+    let last_login = if i.is_multiple_of(3) {
         "NULL".to_owned()
     } else {
         quote(&timestamp(i * 7919 % 100_000 + 200_000))

@@ -10,6 +10,12 @@
 -- `CREATE EXTENSION pg_trgm`, running this migration's statements again (see the README)
 -- adds the indexes. The operator class is named with the schema the extension lives in,
 -- which need not be on the search_path.
+--
+-- fastupdate = off: each new or changed user goes into the indexes at once (about 0.1 ms
+-- for the four, next to a registration's bcrypt). With GIN's pending list instead, every
+-- search reads the whole list until a vacuum merges it, and after a bulk import the
+-- planner, pricing that in, scans the table (measured: 100k rows copied in, then
+-- ANALYZE: 50 ms seq scans instead of 2 ms index scans).
 DO $$
 DECLARE
     trgm name;
@@ -26,9 +32,9 @@ BEGIN
     IF trgm IS NULL THEN
         RETURN;
     END IF;
-    EXECUTE format('CREATE INDEX users_search_username ON users USING gin (username_key %I.gin_trgm_ops)', trgm);
-    EXECUTE format('CREATE INDEX users_search_email ON users USING gin (email_key %I.gin_trgm_ops)', trgm);
-    EXECUTE format('CREATE INDEX users_search_first_name ON users USING gin (lower(first_name) %I.gin_trgm_ops)', trgm);
-    EXECUTE format('CREATE INDEX users_search_last_name ON users USING gin (lower(last_name) %I.gin_trgm_ops)', trgm);
+    EXECUTE format('CREATE INDEX users_search_username ON users USING gin (username_key %I.gin_trgm_ops) WITH (fastupdate = off)', trgm);
+    EXECUTE format('CREATE INDEX users_search_email ON users USING gin (email_key %I.gin_trgm_ops) WITH (fastupdate = off)', trgm);
+    EXECUTE format('CREATE INDEX users_search_first_name ON users USING gin (lower(first_name) %I.gin_trgm_ops) WITH (fastupdate = off)', trgm);
+    EXECUTE format('CREATE INDEX users_search_last_name ON users USING gin (lower(last_name) %I.gin_trgm_ops) WITH (fastupdate = off)', trgm);
 END
 $$;
