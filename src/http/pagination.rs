@@ -1,5 +1,7 @@
 //! DRF-style page-number pagination: `page` and `page_size` query parameters and a
-//! `{"count", "next", "previous", "results"}` envelope whose links are absolute URLs.
+//! `{"count", "count_exact", "next", "previous", "results"}` envelope whose links are
+//! absolute URLs. Counting stops at [`COUNT_BOUND`], so a list costs the same to page
+//! through however many items match.
 
 use std::num::IntErrorKind;
 
@@ -9,6 +11,27 @@ use super::error::ApiError;
 
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// Counts are exact up to this many items; beyond it `count` is this bound and
+/// `count_exact` false.
+pub const COUNT_BOUND: u64 = 10_000;
+
+/// How many items a list has: exactly `count`, or (not `exact`) more than `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Total {
+    pub count: u64,
+    pub exact: bool,
+}
+
+impl Total {
+    /// The total of a count that stopped at `COUNT_BOUND + 1` items.
+    pub fn from_bounded(counted: u64) -> Self {
+        Self {
+            count: counted.min(COUNT_BOUND),
+            exact: counted <= COUNT_BOUND,
+        }
+    }
+}
 
 /// The requested page: 1-based number and size (already capped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,21 +76,37 @@ impl PageRequest {
     }
 
     /// The row offset, or 404 (DRF: "Invalid page") past the last page. The first page
-    /// always exists, empty or not.
-    pub fn offset(&self, count: u64) -> Result<u64, ApiError> {
-        let last = count.div_ceil(self.size).max(1);
-        if self.number > last {
-            return Err(ApiError::NotFound);
+    /// always exists, empty or not. Past the count's bound the last page is unknown: any
+    /// offset the database can take is tried, and a page that comes back empty is past
+    /// the end.
+    pub fn offset(&self, total: Total) -> Result<u64, ApiError> {
+        let offset = (self.number - 1).checked_mul(self.size);
+        if total.exact {
+            let last = total.count.div_ceil(self.size).max(1);
+            if self.number > last {
+                return Err(ApiError::NotFound);
+            }
         }
-        Ok((self.number - 1) * self.size)
+        offset
+            .filter(|&o| i64::try_from(o).is_ok())
+            .ok_or(ApiError::NotFound)
+    }
+
+    /// Rows to fetch for this page: past the count's bound one more, so that the page
+    /// itself shows whether another follows it.
+    pub fn rows_to_fetch(&self, total: Total) -> u64 {
+        self.size + u64::from(!total.exact)
     }
 }
 
 /// One page of a list, with absolute links to its neighbours.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
-    /// Items over all pages.
+    /// Items over all pages, counted up to 10,000: when more match, `count` is 10,000
+    /// and `count_exact` is false.
     pub count: u64,
+    /// Whether `count` is the exact number of items (false: there are more).
+    pub count_exact: bool,
     /// The next page, or `null` on the last.
     #[schema(format = "uri")]
     pub next: Option<String>,
@@ -78,12 +117,13 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// The envelope for `results` of page `request` out of `count` items; the links repeat
+    /// The envelope for `results` of page `request` out of `total` items; the links repeat
     /// the other `query` parameters on `base_url`, sorted by name as DRF does, the first
-    /// page's link without `page`.
+    /// page's link without `page`. `results` are the rows fetched as
+    /// [`PageRequest::rows_to_fetch`] says.
     pub fn new(
-        results: Vec<T>,
-        count: u64,
+        mut results: Vec<T>,
+        total: Total,
         request: PageRequest,
         base_url: &str,
         query: &[(String, String)],
@@ -103,9 +143,15 @@ impl<T> Page<T> {
                 _ => base_url.to_owned(),
             }
         };
-        let has_next = request.number.saturating_mul(request.size) < count;
+        let has_next = if total.exact {
+            request.number.saturating_mul(request.size) < total.count
+        } else {
+            results.len() as u64 > request.size
+        };
+        results.truncate(usize::try_from(request.size).unwrap_or(usize::MAX));
         Self {
-            count,
+            count: total.count,
+            count_exact: total.exact,
             next: has_next.then(|| link(request.number + 1)),
             previous: (request.number > 1).then(|| link(request.number - 1)),
             results,
@@ -116,6 +162,10 @@ impl<T> Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exact(count: u64) -> Total {
+        Total { count, exact: true }
+    }
 
     fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -139,7 +189,7 @@ mod tests {
         assert_eq!(request.accept("page_size", &huge), Some(Ok(())));
         assert_eq!(request.size, MAX_PAGE_SIZE);
         assert!(
-            request.offset(1000).is_err(),
+            request.offset(exact(1000)).is_err(),
             "a page that far is past the last"
         );
         assert!(matches!(request.accept("page", "-1"), Some(Err(_))));
@@ -151,13 +201,13 @@ mod tests {
             number: 1,
             size: 20,
         };
-        assert_eq!(request.offset(0).ok(), Some(0));
+        assert_eq!(request.offset(exact(0)).ok(), Some(0));
         let third = PageRequest {
             number: 3,
             size: 20,
         };
-        assert_eq!(third.offset(41).ok(), Some(40));
-        assert!(third.offset(40).is_err());
+        assert_eq!(third.offset(exact(41)).ok(), Some(40));
+        assert!(third.offset(exact(40)).is_err());
     }
 
     #[test]
@@ -165,7 +215,7 @@ mod tests {
         let q = query(&[("search", "a b&c"), ("page", "2"), ("page_size", "5")]);
         let page = Page::new(
             vec![0; 5],
-            11,
+            exact(11),
             PageRequest { number: 2, size: 5 },
             "http://x/users",
             &q,
@@ -180,13 +230,63 @@ mod tests {
         );
         let last = Page::new(
             vec![0],
-            11,
+            exact(11),
             PageRequest { number: 3, size: 5 },
             "http://x/users",
             &q,
         );
         assert_eq!(last.next, None);
-        let only = Page::<u8>::new(vec![], 0, PageRequest::default(), "http://x/users", &[]);
+        let only = Page::<u8>::new(
+            vec![],
+            exact(0),
+            PageRequest::default(),
+            "http://x/users",
+            &[],
+        );
         assert_eq!((only.next, only.previous), (None, None));
+    }
+
+    #[test]
+    fn counts_stop_at_the_bound() {
+        assert_eq!(Total::from_bounded(0), exact(0));
+        assert_eq!(Total::from_bounded(COUNT_BOUND), exact(COUNT_BOUND));
+        let more = Total::from_bounded(COUNT_BOUND + 1);
+        assert_eq!(
+            more,
+            Total {
+                count: COUNT_BOUND,
+                exact: false
+            }
+        );
+        // Past the bound any page may exist; the one past the end is found empty.
+        let far = PageRequest {
+            number: 1_000_000,
+            size: 20,
+        };
+        assert_eq!(far.offset(more).ok(), Some(19_999_980));
+        assert!(far.offset(exact(COUNT_BOUND)).is_err());
+        let beyond_sql = PageRequest {
+            number: u64::MAX,
+            size: 1,
+        };
+        assert!(
+            beyond_sql.offset(more).is_err(),
+            "an offset SQL cannot take"
+        );
+        assert_eq!(far.rows_to_fetch(more), 21);
+        assert_eq!(far.rows_to_fetch(exact(5)), 20);
+    }
+
+    #[test]
+    fn past_the_bound_the_extra_row_says_whether_a_next_page_exists() {
+        let more = Total::from_bounded(COUNT_BOUND + 1);
+        let request = PageRequest { number: 2, size: 3 };
+        let page = Page::new(vec![1, 2, 3, 4], more, request, "http://x/users", &[]);
+        assert_eq!(page.results, vec![1, 2, 3]);
+        assert_eq!(page.next.as_deref(), Some("http://x/users?page=3"));
+        assert_eq!((page.count, page.count_exact), (COUNT_BOUND, false));
+        let last = Page::new(vec![1, 2], more, request, "http://x/users", &[]);
+        assert_eq!((last.results.len(), last.next), (2, None));
+        assert!(last.previous.is_some());
     }
 }

@@ -75,7 +75,10 @@ static SWEEP: Once = Once::new();
 
 impl PgSchema {
     fn create(admin_url: &str) -> Self {
-        SWEEP.call_once(|| sweep_stale_schemas(admin_url));
+        SWEEP.call_once(|| {
+            sweep_stale_schemas(admin_url);
+            install_trigram_extension(admin_url);
+        });
         let name = format!("test_{}", uuid::Uuid::now_v7().simple());
         let mut conn = PgConnection::establish(admin_url)
             .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}: {e}"));
@@ -132,6 +135,18 @@ fn sweep_stale_schemas(admin_url: &str) {
             let _ = diesel::sql_query(format!("DROP SCHEMA IF EXISTS {} CASCADE", row.nspname))
                 .execute(&mut conn);
         }
+    }
+}
+
+/// Installs pg_trgm (the user search's indexes) in `public`, where no test drops it. Left
+/// to the first test's migration, it would land in that test's schema (the first on its
+/// search_path) and go with it, taking the other tests' search indexes along.
+fn install_trigram_extension(admin_url: &str) {
+    if let Ok(mut conn) = PgConnection::establish(admin_url) {
+        // Best effort: a concurrent test process may be installing it at the same moment,
+        // and without it the search is only slower.
+        let _ = diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+            .execute(&mut conn);
     }
 }
 

@@ -36,6 +36,7 @@ mod ops_helpers;
 #[path = "../support/pg.rs"]
 mod pg;
 
+mod admin_search;
 mod admin_users;
 mod adversarial;
 mod browser_sessions;

@@ -3,11 +3,18 @@
 //!
 //! The selective filters use indexes (`users_is_staff`, `user_groups_group`);
 //! ordering columns are indexed (`username_key`, `email_key`, `date_joined`, `last_login`)
-//! with the time-ordered id as tie-breaker, so pages are stable. The count runs the same
-//! filters without loading rows.
+//! with the time-ordered id as tie-breaker, so pages are stable.
+//!
+//! A search of 3 or more characters is served by a trigram index (migration
+//! `user_search`): pg_trgm GIN indexes on PostgreSQL, which the planner uses for the LIKEs
+//! themselves, and the FTS5 table `users_search` on SQLite, added as a prefilter. Either
+//! way the LIKEs decide, so the index changes how fast rows are found, never which.
+//! The count is bounded ([`count_up_to`]): past the bound no page needs the exact figure.
 
+use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Bool, SingleValue, Text};
 
 use super::users::User;
 use crate::db::pool::MultiBackend;
@@ -17,6 +24,14 @@ use crate::db::{DbConnection, DbError};
 diesel::define_sql_function! {
     /// SQL `lower()`: Unicode-aware on PostgreSQL, ASCII-only on SQLite.
     fn lower(x: Text) -> Text;
+}
+
+diesel::define_sql_function! {
+    /// `COALESCE(x, x)`, which is `x` to the sort but matches no index: ordering by it makes
+    /// the planner sort the (few) matching rows instead of walking the ordering index from
+    /// one end, past every row that does not match, until a page is full.
+    #[sql_name = "COALESCE"]
+    fn unindexed<T: SingleValue>(x: T, same: T) -> T;
 }
 
 /// Which users to list. `search` is matched case-insensitively as a substring.
@@ -68,7 +83,27 @@ fn contains_pattern(term: &str) -> String {
     pattern
 }
 
-fn filtered(filter: &UserFilter) -> Filtered<'_> {
+/// The FTS5 query for rows whose searched fields contain `term`: one phrase (a `"…"`
+/// string, `"` doubled inside, so words such as AND, NEAR or `*` are plain text), which the
+/// trigram tokenizer matches as a substring, folding case. `None` for a term of fewer than
+/// 3 characters: it has no trigram, the index cannot find it, and the search scans.
+fn trigram_query(term: &str) -> Option<String> {
+    let term = term.to_lowercase();
+    (term.chars().count() >= 3).then(|| format!("\"{}\"", term.replace('"', "\"\"")))
+}
+
+/// How the rows of a page are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Walk the ordering index and test each row: quick when matches are common.
+    Walk,
+    /// Find the matches through the search index, then sort them: quick when they are few.
+    SortMatches,
+}
+
+/// The users matching `filter`. `prefilter` adds SQLite's trigram table to a search it can
+/// serve (PostgreSQL finds its indexes from the LIKEs alone).
+fn filtered(filter: &UserFilter, prefilter: bool) -> Filtered<'_> {
     let mut query = users::table.into_boxed::<MultiBackend>();
     if let Some(active) = filter.is_active {
         query = query.filter(users::is_active.eq(active));
@@ -83,6 +118,15 @@ fn filtered(filter: &UserFilter) -> Filtered<'_> {
         query = query.filter(users::id.eq_any(members));
     }
     if let Some(term) = &filter.search {
+        if prefilter && let Some(phrase) = trigram_query(term) {
+            query = query.filter(
+                sql::<Bool>(
+                    "users.rowid IN (SELECT rowid FROM users_search WHERE users_search MATCH ",
+                )
+                .bind::<Text, _>(phrase)
+                .sql(")"),
+            );
+        }
         // The keys are lower-cased by the domain types (Unicode); the names are lowered in
         // SQL. LIKE is case-sensitive on PostgreSQL, so both sides are lower case.
         let pattern = contains_pattern(term);
@@ -98,40 +142,92 @@ fn filtered(filter: &UserFilter) -> Filtered<'_> {
     query
 }
 
-/// How many users match `filter` (no rows are loaded).
-pub fn count(conn: &mut DbConnection, filter: &UserFilter) -> Result<i64, DbError> {
-    Ok(filtered(filter).count().get_result(conn)?)
+/// `SELECT COUNT(*) FROM (query) AS rows`: counts what a query with a LIMIT returns,
+/// which diesel's `count()` (a `COUNT(*)` over the whole filter) cannot.
+struct CountRows<Q>(Q);
+
+impl<Q: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for CountRows<Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        out.push_sql("SELECT COUNT(*) FROM (");
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(") AS counted");
+        Ok(())
+    }
 }
 
-/// One page of the users matching `filter`, in `order`, ties broken by id.
+impl<Q> QueryId for CountRows<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q> Query for CountRows<Q> {
+    type SqlType = BigInt;
+}
+
+impl<Q> RunQueryDsl<DbConnection> for CountRows<Q> {}
+
+/// How many users match `filter`, counting no further than `limit` (no rows are loaded):
+/// the work stays bounded however many match.
+pub fn count_up_to(
+    conn: &mut DbConnection,
+    filter: &UserFilter,
+    limit: i64,
+) -> Result<i64, DbError> {
+    let sqlite = matches!(conn, DbConnection::Sqlite(_));
+    let matching = filtered(filter, sqlite).select(users::id).limit(limit);
+    Ok(CountRows(matching).get_result(conn)?)
+}
+
+/// One page of the users matching `filter`, in `order`, ties broken by id. `few` says that
+/// the caller counted the matches and there are few of them (at most the count's bound):
+/// then a search the index serves sorts its matches; with many matches the ordering index
+/// finds a page sooner.
 pub fn page(
     conn: &mut DbConnection,
     filter: &UserFilter,
     order: UserOrder,
+    few: bool,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<User>, DbError> {
-    let query = filtered(filter);
-    let query = match (order.field, order.descending) {
-        (OrderField::Username, false) => query.order((users::username_key.asc(), users::id.asc())),
-        (OrderField::Username, true) => query.order((users::username_key.desc(), users::id.desc())),
-        (OrderField::Email, false) => query.order((users::email_key.asc(), users::id.asc())),
-        (OrderField::Email, true) => query.order((users::email_key.desc(), users::id.desc())),
-        (OrderField::DateJoined, false) => query.order((users::date_joined.asc(), users::id.asc())),
-        (OrderField::DateJoined, true) => {
-            query.order((users::date_joined.desc(), users::id.desc()))
-        }
+    let indexed = filter.search.as_deref().and_then(trigram_query).is_some();
+    let plan = if few && indexed {
+        Plan::SortMatches
+    } else {
+        Plan::Walk
+    };
+    let sqlite = matches!(conn, DbConnection::Sqlite(_));
+    let query = filtered(filter, sqlite && plan == Plan::SortMatches);
+    // The first key of each ordering, indexed or not, then the id in the same direction.
+    macro_rules! by {
+        ($key:expr) => {
+            match (plan, order.descending) {
+                (Plan::Walk, false) => query.order(($key.asc(), users::id.asc())),
+                (Plan::Walk, true) => query.order(($key.desc(), users::id.desc())),
+                (Plan::SortMatches, false) => {
+                    query.order((unindexed($key, $key).asc(), users::id.asc()))
+                }
+                (Plan::SortMatches, true) => {
+                    query.order((unindexed($key, $key).desc(), users::id.desc()))
+                }
+            }
+        };
+    }
+    let query = match order.field {
+        OrderField::Username => by!(users::username_key),
+        OrderField::Email => by!(users::email_key),
+        OrderField::DateJoined => by!(users::date_joined),
         // Never-logged-in users last in both directions (the backends disagree on where
-        // NULL sorts, so say it explicitly).
-        (OrderField::LastLogin, false) => query.order((
-            users::last_login.is_null().asc(),
-            users::last_login.asc(),
-            users::id.asc(),
-        )),
-        (OrderField::LastLogin, true) => query.order((
+        // NULL sorts, so say it explicitly). No index serves this order: it always sorts.
+        OrderField::LastLogin if order.descending => query.order((
             users::last_login.is_null().asc(),
             users::last_login.desc(),
             users::id.desc(),
+        )),
+        OrderField::LastLogin => query.order((
+            users::last_login.is_null().asc(),
+            users::last_login.asc(),
+            users::id.asc(),
         )),
     };
     Ok(query
@@ -143,11 +239,25 @@ pub fn page(
 
 #[cfg(test)]
 mod tests {
-    use super::contains_pattern;
+    use super::{contains_pattern, trigram_query};
 
     #[test]
     fn search_wildcards_are_literal() {
         assert_eq!(contains_pattern("Ada"), "%ada%");
         assert_eq!(contains_pattern("50%_x\\"), "%50\\%\\_x\\\\%");
+    }
+
+    #[test]
+    fn trigram_queries_are_one_quoted_phrase_of_three_characters_or_more() {
+        assert_eq!(trigram_query("Ada").as_deref(), Some("\"ada\""));
+        assert_eq!(
+            trigram_query("a\"b OR c*").as_deref(),
+            Some("\"a\"\"b or c*\"")
+        );
+        assert_eq!(trigram_query("NEAR").as_deref(), Some("\"near\""));
+        // Counted in characters, not bytes: "éß" is 4 bytes.
+        assert_eq!(trigram_query("éß"), None);
+        assert_eq!(trigram_query("ab"), None);
+        assert_eq!(trigram_query("\"\"\"").as_deref(), Some("\"\"\"\"\"\"\"\""));
     }
 }

@@ -20,7 +20,7 @@ use crate::http::error::{ApiError, FieldErrors};
 use crate::http::extractors::StaffUser;
 use crate::http::fields::{Fields, JsonBody};
 use crate::http::openapi::schemas::UserListQuery;
-use crate::http::pagination::{Page, PageRequest};
+use crate::http::pagination::{COUNT_BOUND, Page, PageRequest, Total};
 use crate::http::state::AppState;
 use crate::http::views::UserView;
 
@@ -163,7 +163,8 @@ enum Listing {
     Invalid,
     BeyondLastPage,
     Page {
-        count: u64,
+        total: Total,
+        /// The page's rows, and one more past the count's bound.
         users: Vec<User>,
         groups: HashMap<String, Vec<String>>,
     },
@@ -175,7 +176,9 @@ enum Listing {
     operation_id = "list_users",
     tag = "Administration",
     summary = "List users",
-    description = "Paginated, searchable and filterable; `page_size` is capped at 100.",
+    description = "Paginated, searchable and filterable; `page_size` is capped at 100. \
+                   `count` is exact up to 10,000; when more users match it is 10,000 and \
+                   `count_exact` is false, and `next` still leads on to the last page.",
     security(("bearer" = [])),
     params(UserListQuery),
     responses((status = 200, description = "One page of users.", body = Page<UserView>)),
@@ -207,22 +210,28 @@ async fn list(
             if !valid {
                 return Ok(Listing::Invalid);
             }
-            let count = user_list::count(conn, &filter)?.max(0).unsigned_abs();
-            let Ok(offset) = request.offset(count) else {
+            let counted = user_list::count_up_to(conn, &filter, COUNT_BOUND as i64 + 1)?;
+            let total = Total::from_bounded(counted.max(0).unsigned_abs());
+            let Ok(offset) = request.offset(total) else {
                 return Ok(Listing::BeyondLastPage);
             };
-            let (limit, offset) = (request.size as i64, offset as i64);
-            let users = user_list::page(conn, &filter, order, limit, offset)?;
+            // Both fit an i64: the size is at most 101 and `offset` checked it.
+            let (limit, offset) = (request.rows_to_fetch(total) as i64, offset as i64);
+            let users = user_list::page(conn, &filter, order, total.exact, limit, offset)?;
+            // Past the count's bound the last page is only found by reading it.
+            if users.is_empty() && request.number > 1 {
+                return Ok(Listing::BeyondLastPage);
+            }
             let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
             let groups = groups::names_of_each(conn, &ids)?;
             Ok(Listing::Page {
-                count,
+                total,
                 users,
                 groups,
             })
         })
         .await?;
-    let (count, users, mut groups) = match listing {
+    let (total, users, mut groups) = match listing {
         Listing::UnknownGroup => {
             errors.insert(
                 "group".into(),
@@ -233,10 +242,10 @@ async fn list(
         Listing::Invalid => return Err(ApiError::Validation(errors)),
         Listing::BeyondLastPage => return Err(ApiError::NotFound),
         Listing::Page {
-            count,
+            total,
             users,
             groups,
-        } => (count, users, groups),
+        } => (total, users, groups),
     };
     let results = users
         .iter()
@@ -246,7 +255,7 @@ async fn list(
         "{}/users",
         state.settings.public_url().trim_end_matches('/')
     );
-    Ok(HttpResponse::Ok().json(Page::new(results, count, request, &base, &query.pairs)))
+    Ok(HttpResponse::Ok().json(Page::new(results, total, request, &base, &query.pairs)))
 }
 
 /// The `{id}` path segment as a user id; anything that is not one is simply not found.

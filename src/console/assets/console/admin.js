@@ -84,7 +84,7 @@ async function loadUsers(params) {
   }
 }
 
-function renderUsers({ count, next, previous, results }) {
+function renderUsers({ count, count_exact, next, previous, results }) {
   const rows = results.map((u) =>
     h(
       "tr",
@@ -101,8 +101,14 @@ function renderUsers({ count, next, previous, results }) {
   if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: "7" }, "No user matches.")));
   $("users-body").replaceChildren(...rows);
   const page = Number(listParams.get("page")) || 1;
-  const pages = Math.max(1, Math.ceil(count / (Number($("f-size").value) || 20)));
-  $("count").textContent = `${count.toLocaleString()} user${count === 1 ? "" : "s"} · page ${page} of ${pages.toLocaleString()}`;
+  // Past 10,000 matches the server stops counting (count_exact false): "10,000+ users",
+  // and the number of pages is unknown.
+  if (count_exact) {
+    const pages = Math.max(1, Math.ceil(count / (Number($("f-size").value) || 20)));
+    $("count").textContent = `${count.toLocaleString()} user${count === 1 ? "" : "s"} · page ${page} of ${pages.toLocaleString()}`;
+  } else {
+    $("count").textContent = `${count.toLocaleString()}+ users · page ${page}`;
+  }
   // aria-disabled, not disabled: a disabled button would drop the keyboard focus.
   $("prev").setAttribute("aria-disabled", String(!previous));
   $("next").setAttribute("aria-disabled", String(!next));
