@@ -252,6 +252,34 @@ fn lock_live_family(conn: &mut DbConnection, family_id: &str) -> Result<Option<F
         .optional()?)
 }
 
+/// The rotation's write to the family row: the presented token, if it is the live one of
+/// a live family, gives way to its successor. Both backends' rotation statements start
+/// with it; its binds are [`advance_binds`].
+macro_rules! advance {
+    () => {
+        "UPDATE token_families \
+            SET previous_jti = ?, current_jti = ?, current_issued_at = ?, rotated_at = ?, \
+                expires_at = ?, last_used_at = ?, ip = ?, user_agent = ? \
+          WHERE id = ? AND revoked_at IS NULL AND current_jti = ?"
+    };
+}
+
+fn advance_binds<'a>(req: &RotateRequest<'a>, successor: &Issued<'a>) -> Vec<Bind<'a>> {
+    let now = db_time(req.now);
+    vec![
+        Bind::Text(req.presented_jti),
+        Bind::Text(successor.jti),
+        Bind::Time(db_time(successor.issued_at)),
+        Bind::Time(now),
+        Bind::Time(db_time(successor.expires_at)),
+        Bind::Time(now),
+        Bind::Text(req.device.ip),
+        Bind::Text(req.device.user_agent),
+        Bind::Text(successor.family_id),
+        Bind::Text(req.presented_jti),
+    ]
+}
+
 /// The common case: the presented token is its live family's current one. Makes
 /// `successor` current instead, retires the presented token and records the successor,
 /// all or nothing, and records the session's use in the same `UPDATE`; the session's `amr`,
@@ -269,25 +297,9 @@ fn rotate_live(
         let DbConnection::Sqlite(sqlite) = &mut *conn else {
             unreachable!("PostgreSQL returned above");
         };
-        let now = db_time(req.now);
         let advanced: Option<String> = Fixed::<Text>::new(
-            "UPDATE token_families \
-                SET previous_jti = ?, current_jti = ?, current_issued_at = ?, rotated_at = ?, \
-                    expires_at = ?, last_used_at = ?, ip = ?, user_agent = ? \
-              WHERE id = ? AND revoked_at IS NULL AND current_jti = ? \
-          RETURNING amr",
-            vec![
-                Bind::Text(req.presented_jti),
-                Bind::Text(successor.jti),
-                Bind::Time(db_time(successor.issued_at)),
-                Bind::Time(now),
-                Bind::Time(db_time(successor.expires_at)),
-                Bind::Time(now),
-                Bind::Text(req.device.ip),
-                Bind::Text(req.device.user_agent),
-                Bind::Text(successor.family_id),
-                Bind::Text(req.presented_jti),
-            ],
+            concat!(advance!(), " RETURNING amr"),
+            advance_binds(&req, successor),
         )
         .get_result(sqlite)
         .optional()?;
@@ -321,43 +333,33 @@ fn rotate_live_postgres(
     successor: &Issued<'_>,
 ) -> Result<Option<String>, DbError> {
     let now = db_time(req.now);
-    let expires_at = db_time(successor.expires_at);
+    let mut binds = advance_binds(&req, successor);
+    binds.extend([
+        // retired
+        Bind::Text(req.presented_jti),
+        Bind::Text(Reason::Rotated.as_str()),
+        Bind::Time(now),
+        // recorded
+        Bind::Text(successor.jti),
+        Bind::Text(successor.user_id),
+        Bind::Time(now),
+        Bind::Time(db_time(successor.expires_at)),
+    ]);
     let (amr, _without_flush): (Option<String>, String) = Fixed::<(Nullable<Text>, Text)>::new(
-        "WITH advanced AS ( \
-             UPDATE token_families \
-                SET previous_jti = ?, current_jti = ?, rotated_at = ?, expires_at = ?, \
-                    current_issued_at = ?, last_used_at = ?, ip = ?, user_agent = ? \
-              WHERE id = ? AND revoked_at IS NULL AND current_jti = ? \
-          RETURNING id, amr), \
-         retired AS ( \
-             INSERT INTO blacklisted_tokens (jti, family_id, reason, blacklisted_at) \
-             SELECT ?, id, ?, ? FROM advanced), \
-         recorded AS ( \
-             INSERT INTO outstanding_tokens (jti, family_id, user_id, created_at, expires_at) \
-             SELECT ?, id, ?, ?, ? FROM advanced) \
-         SELECT (SELECT amr FROM advanced) AS amr, \
-                set_config('synchronous_commit', 'off', true) AS without_flush",
-        vec![
-            Bind::Text(req.presented_jti),
-            Bind::Text(successor.jti),
-            Bind::Time(now),
-            Bind::Time(expires_at),
-            Bind::Time(db_time(successor.issued_at)),
-            Bind::Time(now),
-            Bind::Text(req.device.ip),
-            Bind::Text(req.device.user_agent),
-            Bind::Text(successor.family_id),
-            Bind::Text(req.presented_jti),
-            // retired
-            Bind::Text(req.presented_jti),
-            Bind::Text(Reason::Rotated.as_str()),
-            Bind::Time(now),
-            // recorded
-            Bind::Text(successor.jti),
-            Bind::Text(successor.user_id),
-            Bind::Time(now),
-            Bind::Time(expires_at),
-        ],
+        concat!(
+            "WITH advanced AS (",
+            advance!(),
+            " RETURNING id, amr), \
+             retired AS ( \
+                 INSERT INTO blacklisted_tokens (jti, family_id, reason, blacklisted_at) \
+                 SELECT ?, id, ?, ? FROM advanced), \
+             recorded AS ( \
+                 INSERT INTO outstanding_tokens (jti, family_id, user_id, created_at, expires_at) \
+                 SELECT ?, id, ?, ?, ? FROM advanced) \
+             SELECT (SELECT amr FROM advanced) AS amr, \
+                    set_config('synchronous_commit', 'off', true) AS without_flush"
+        ),
+        binds,
     )
     .get_result(conn)?;
     Ok(amr)
