@@ -958,7 +958,7 @@ def bound_for(scenario: str, bound: dict[str, Any] | None) -> float | None:
         return hashes
     if name == "refresh":  # sign an access token (the refresh token is HS256: an HMAC)
         return sign
-    if name in ("verify", "me"):
+    if name in ("verify", "me", "verify-many", "me-many"):
         return verify
     return None
 
