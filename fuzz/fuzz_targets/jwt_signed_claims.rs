@@ -52,7 +52,9 @@ fuzz_target!(|input: Input| {
         .expect("signing with the service's own key");
     let token = format!("{message}.{signature}");
     if let Ok(verified) = TOKENS.verify(&token, None) {
-        assert_eq!(verified.claims.get("sub"), Some(&json!(verified.subject)));
+        let claims: Value = serde_json::from_str(verified.claims.get()).expect("claims are JSON");
+        assert_eq!(claims.get("sub"), Some(&json!(verified.subject)));
+        assert_eq!(claims.get("exp"), Some(&json!(verified.expires_at)));
         let refresh = verified.token_type == TokenType::Refresh;
         assert_eq!(
             TOKENS.verify(&token, Some(TokenType::Refresh)).is_ok(),

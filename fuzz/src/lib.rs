@@ -17,17 +17,14 @@ pub const AUDIENCE: &str = "latchkey";
 /// (`KeySet::load` creates the development key beside a SQLite path), with no leeway.
 pub static TOKENS: LazyLock<TokenService> = LazyLock::new(|| {
     let dir = tempfile::tempdir().expect("a temporary directory for the key");
-    let settings = JwtSettings::default();
+    let settings = JwtSettings {
+        audience: AUDIENCE.into(),
+        leeway: Duration::ZERO,
+        ..JwtSettings::default()
+    };
     let keys = KeySet::load(&settings, &DatabaseUrl::Sqlite(dir.path().join("fuzz.db")))
         .expect("a generated ES256 key");
     // The key is in memory now; the directory may go.
     drop(dir);
-    TokenService::new(
-        keys,
-        ISSUER.into(),
-        AUDIENCE.into(),
-        settings.access_ttl,
-        settings.refresh_ttl,
-        Duration::ZERO,
-    )
+    TokenService::new(keys, ISSUER.into(), &settings)
 });
