@@ -592,6 +592,7 @@ class Config:
     redis_url: str
     few_tokens: int  # distinct users' access tokens in verify and me
     many_tokens: int  # in verify-many and me-many
+    server_env: dict[str, str]  # --server-env: settings every server of the run gets
 
 
 class BackendRun:
@@ -631,6 +632,7 @@ class BackendRun:
             )
         if self.cfg.throttle == "redis":
             env["LATCHKEY_THROTTLE__REDIS_URL"] = self.cfg.redis_url
+        env.update(self.cfg.server_env)
         env.update(overrides)
         return env
 
@@ -1013,7 +1015,9 @@ def report(cfg: Config, runs: list[BackendRun], meta: dict[str, Any]) -> str:
         f"{meta['cores']} cores, load average {meta['loadavg']} at start; wrk {cfg.threads} threads, "
         f"{cfg.connections} connections, {cfg.duration} s per scenario (mixed {cfg.mixed_duration} s); "
         f"{cfg.users:,} seeded users; bcrypt cost {cfg.cost}; {THROTTLE_MODES[cfg.throttle]}; RUST_LOG=warn; "
-        f"binary {meta['binary']} ({meta['binary_mtime']}); commit {meta['commit']}.\n"
+        f"binary {meta['binary']} ({meta['binary_mtime']}); commit {meta['commit']}"
+        + "".join(f"; {k}={v}" for k, v in cfg.server_env.items())
+        + ".\n"
     )
     if b:
         out.append(
@@ -1113,6 +1117,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/15", help="with --throttle redis")
     p.add_argument("--few-tokens", type=int, help="distinct users' access tokens in verify and me (default 200, smoke 20)")
     p.add_argument("--many-tokens", type=int, help="in verify-many and me-many (default 10000, smoke 200)")
+    p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting for every server of the run, e.g. LATCHKEY_DATABASE__POOL_SIZE=32 (repeatable; the run's own settings still win)")
     p.add_argument("--keep", action="store_true", help="keep the databases and server logs (for a closer look)")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON results go")
     args = p.parse_args(argv)
@@ -1134,6 +1140,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for s in args.only:
         if s not in SCENARIOS:
             p.error(f"unknown scenario {s}")
+    if any("=" not in kv for kv in args.server_env):
+        p.error("--server-env takes KEY=VALUE")
+    args.server_env = dict(kv.split("=", 1) for kv in args.server_env)
     if args.users < 20 or args.connections < 2 or args.duration < 1 or args.mixed_duration < 1:
         p.error("need at least 20 users, 2 connections and 1 s")
     return args
@@ -1171,7 +1180,7 @@ def main(argv: list[str]) -> int:
         count_status=args.count_status, timeout=args.timeout, wrk=wrk, binary=binary, pg_url=args.pg_url,
         only=args.only, bound=bound, startup_runs=max(1, args.startup_runs),
         throttle=args.throttle, redis_url=args.redis_url,
-        few_tokens=args.few_tokens, many_tokens=args.many_tokens,
+        few_tokens=args.few_tokens, many_tokens=args.many_tokens, server_env=args.server_env,
     )
     meta = {
         "cores": cores,
@@ -1180,6 +1189,7 @@ def main(argv: list[str]) -> int:
         "binary_mtime": dt.datetime.fromtimestamp(binary.stat().st_mtime).strftime("%Y-%m-%d %H:%M"),
         "commit": git_commit(),
         "throttle": args.throttle,
+        "server_env": args.server_env,
         "wrk": subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.splitlines()[0:1],
     }
 

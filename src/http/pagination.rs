@@ -79,17 +79,21 @@ impl PageRequest {
     /// always exists, empty or not. Past the count's bound the last page is unknown: any
     /// offset the database can take is tried, and a page that comes back empty is past
     /// the end.
-    pub fn offset(&self, total: Total) -> Result<u64, ApiError> {
-        let offset = (self.number - 1).checked_mul(self.size);
+    pub fn offset(&self, total: Total) -> Result<i64, ApiError> {
         if total.exact {
             let last = total.count.div_ceil(self.size).max(1);
             if self.number > last {
                 return Err(ApiError::NotFound);
             }
         }
-        offset
-            .filter(|&o| i64::try_from(o).is_ok())
-            .ok_or(ApiError::NotFound)
+        self.start().ok_or(ApiError::NotFound)
+    }
+
+    /// The page's first row, whatever the total; `None` past what a database can offset.
+    pub fn start(&self) -> Option<i64> {
+        (self.number - 1)
+            .checked_mul(self.size)
+            .and_then(|o| i64::try_from(o).ok())
     }
 
     /// Rows to fetch for this page: past the count's bound one more, so that the page

@@ -210,14 +210,25 @@ async fn list(
             if !valid {
                 return Ok(Listing::Invalid);
             }
-            let counted = user_list::count_up_to(conn, &filter, COUNT_BOUND as i64 + 1)?;
-            let total = Total::from_bounded(counted.max(0).unsigned_abs());
-            let Ok(offset) = request.offset(total) else {
+            let bound = COUNT_BOUND as i64;
+            // Both fit an i64: the size is at most 100 and `start` checked the offset.
+            let (size, Some(start)) = (request.size as i64, request.start()) else {
                 return Ok(Listing::BeyondLastPage);
             };
-            // Both fit an i64: the size is at most 101 and `offset` checked it.
-            let (limit, offset) = (request.rows_to_fetch(total) as i64, offset as i64);
-            let users = user_list::page(conn, &filter, order, total.exact, limit, offset)?;
+            let (total, users) = if let Some((counted, users)) =
+                user_list::few_matches_page(conn, &filter, order, bound, size, start)?
+            {
+                (Total::from_bounded(counted.unsigned_abs()), users)
+            } else {
+                let counted = user_list::count_up_to(conn, &filter, bound + 1)?;
+                let total = Total::from_bounded(counted.max(0).unsigned_abs());
+                let Ok(offset) = request.offset(total) else {
+                    return Ok(Listing::BeyondLastPage);
+                };
+                let limit = request.rows_to_fetch(total) as i64;
+                let page = user_list::page(conn, &filter, order, total.exact, limit, offset)?;
+                (total, page)
+            };
             // Past the count's bound the last page is only found by reading it.
             if users.is_empty() && request.number > 1 {
                 return Ok(Listing::BeyondLastPage);
