@@ -34,7 +34,7 @@ use crate::http::routes;
 use crate::http::shared_throttle::{RedisLimits, SharedThrottle, shared_throttle};
 use crate::http::state::AppState;
 use crate::http::throttle::{RouteLimits, Throttle};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OutcomeLabels};
 use crate::webhooks::Webhooks;
 use crate::webhooks::delivery::Sender;
 use crate::webhooks::worker::Worker;
@@ -224,9 +224,18 @@ pub fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     let account_tokens = AccountTokens::new(&account_secret);
     let totp = SecretBox::new(&account_secret)
         .map_err(|e| ConfigError(format!("`accounts.token_secret`: {e}")))?;
-    let tokens = TokenService::new(keys, settings.issuer(), &settings.jwt);
-    let p = &settings.password;
     let metrics = Metrics::new();
+    let mut tokens = TokenService::new(keys, settings.issuer(), &settings.jwt);
+    // `_owned`: clones, not guards on the family's lock (a second `get_or_create` creating
+    // a series while the first one's guard lives waits for ever).
+    let hits = metrics
+        .verified_cache
+        .get_or_create_owned(&OutcomeLabels { outcome: "hit" });
+    let misses = metrics
+        .verified_cache
+        .get_or_create_owned(&OutcomeLabels { outcome: "miss" });
+    tokens.count_cache_lookups(hits, misses);
+    let p = &settings.password;
     let pool = HashPool::new(p.hash_concurrency, p.queue_limit, metrics.hash_wait.clone())
         .map_err(|source| StartupError::Io {
             key: "password.hash_concurrency",

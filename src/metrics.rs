@@ -67,6 +67,7 @@ pub struct Metrics {
     pub hash_queue_depth: Gauge,
     pub hash_wait: Histogram,
     pub db_connections: Family<StateLabels, Gauge>,
+    pub verified_cache: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -84,6 +85,7 @@ impl Metrics {
         // From 1 ms (an idle pool) to ~16 s (a full queue at a high cost).
         let hash_wait = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let db_connections = Family::default();
+        let verified_cache = Family::default();
 
         let mut r = Registry::with_prefix("latchkey");
         r.register(
@@ -142,6 +144,11 @@ impl Metrics {
             "Database pool connections by state (idle, in_use)",
             db_connections.clone(),
         );
+        r.register(
+            "verified_token_cache",
+            "Token verifications by verified-token cache outcome: hit (its signature was checked before), miss (checked now)",
+            verified_cache.clone(),
+        );
         Self {
             registry: Arc::new(r),
             requests,
@@ -156,6 +163,7 @@ impl Metrics {
             hash_queue_depth,
             hash_wait,
             db_connections,
+            verified_cache,
         }
     }
 

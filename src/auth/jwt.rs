@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -171,6 +172,11 @@ impl TokenService {
             refresh_ttl: jwt.refresh_ttl,
             verified: VerifiedCache::new(jwt.verified_cache_entries, leeway.as_secs()),
         }
+    }
+
+    /// Counts the verified-token cache's hits and misses into these (registered) counters.
+    pub fn count_cache_lookups(&mut self, hits: Counter, misses: Counter) {
+        self.verified.count_lookups(hits, misses);
     }
 
     pub fn keys(&self) -> &KeySet {

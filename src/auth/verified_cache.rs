@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use aws_lc_rs::digest::{SHA256, digest};
+use prometheus_client::metrics::counter::Counter;
 use quick_cache::sync::Cache;
 
 use super::jwt::{TokenError, TokenType, Verified};
@@ -28,6 +29,10 @@ pub struct VerifiedCache {
     /// `None` when configured to hold nothing.
     entries: Option<Cache<Digest, Arc<Verified>>>,
     leeway: i64,
+    /// Lookups that found the token, and that did not (then it is verified in full): the
+    /// hit ratio tells whether `jwt.verified_cache_entries` holds the working set.
+    hits: Counter,
+    misses: Counter,
 }
 
 fn key(token: &str) -> Digest {
@@ -42,13 +47,26 @@ impl VerifiedCache {
         Self {
             entries: (capacity > 0).then(|| Cache::new(capacity)),
             leeway: i64::try_from(leeway_secs).unwrap_or(i64::MAX),
+            hits: Counter::default(),
+            misses: Counter::default(),
         }
+    }
+
+    /// Counts lookups into these (registered) counters from now on.
+    pub fn count_lookups(&mut self, hits: Counter, misses: Counter) {
+        self.hits = hits;
+        self.misses = misses;
     }
 
     /// The earlier verification of `token`, if it is still within its lifetime at `now`
     /// (seconds since the epoch) under the same rules as the full check.
     pub fn get(&self, token: &str, now: i64) -> Option<Result<Arc<Verified>, TokenError>> {
-        let verified = self.entries.as_ref()?.get(&key(token))?;
+        let found = self.entries.as_ref()?.get(&key(token));
+        let Some(verified) = found else {
+            self.misses.inc();
+            return None;
+        };
+        self.hits.inc();
         if verified.expires_at < now.saturating_sub(self.leeway) {
             return Some(Err(TokenError("token has expired")));
         }

@@ -10,11 +10,14 @@ use serde_json::json;
 use crate::helpers::{
     Backend, TestUser, assert_problem, header, json_ok, spawn_app, spawn_app_with, str_field,
 };
-use crate::ops_helpers::{TcpProxy, metric, parse_metrics, redirect_postgres_url, samples, scrape};
+use crate::ops_helpers::{
+    Sample, TcpProxy, metric, parse_metrics, redirect_postgres_url, samples, scrape,
+};
 
 dual_backend_tests!(
     request_ids_are_generated_or_echoed_when_sane,
     metrics_count_requests_logins_tokens_and_reuse,
+    the_verified_token_cache_counts_hits_and_misses,
 );
 
 fn request_id(resp: &Response) -> String {
@@ -222,6 +225,47 @@ async fn metrics_count_requests_logins_tokens_and_reuse(backend: Backend) {
         "token_revoked",
     )
     .await;
+}
+
+/// An access token is verified in full the first time it is presented (a miss) and found
+/// in the verified-token cache after that (hits); a token the cache never held is a miss
+/// each time it fails.
+async fn the_verified_token_cache_counts_hits_and_misses(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = TestUser::create(&app).await;
+    let pair = json_ok(
+        app.login_username(&user.username, &user.password).await,
+        200,
+    )
+    .await;
+    let access = str_field(&pair, "access_token");
+    let count = |m: &[Sample], outcome| {
+        metric(
+            m,
+            "latchkey_verified_token_cache_total",
+            &[("outcome", outcome)],
+        )
+    };
+    let before = parse_metrics(&scrape(&app).await);
+    for _ in 0..3 {
+        json_ok(app.get_me(&access).await, 200).await;
+    }
+    // Another signature of the same length: never verified, so never cached.
+    let signature_at = access.rfind('.').expect("a JWS") + 1;
+    let other = if access[signature_at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    let forged = format!(
+        "{}{other}{}",
+        &access[..signature_at],
+        &access[signature_at + 1..]
+    );
+    assert_problem(app.get_me(&forged).await, 401, "token_invalid").await;
+    let after = parse_metrics(&scrape(&app).await);
+    assert_eq!(count(&after, "miss") - count(&before, "miss"), 2.0);
+    assert_eq!(count(&after, "hit") - count(&before, "hit"), 2.0);
 }
 
 /// Readiness follows the database: 503 `service_unavailable` with `Retry-After` while it

@@ -22,8 +22,9 @@ pub(super) fn routes() -> Vec<Route> {
     tag = "Service",
     summary = "Prometheus metrics",
     description = "Request counts and latencies per route and status, logins by outcome, \
-                   tokens issued, refresh reuse detected, hashing queue depth, database \
-                   connections, webhook deliveries and the age of the oldest pending one.",
+                   tokens issued, refresh reuse detected, verified-token cache hits and \
+                   misses, hashing queue depth, database connections, webhook deliveries \
+                   and the age of the oldest pending one.",
     responses((
         status = 200,
         description = "The OpenMetrics text exposition format.",
