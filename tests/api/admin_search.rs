@@ -18,6 +18,7 @@ dual_backend_tests!(
     search_finds_exactly_what_a_scan_finds,
     count_stops_at_the_bound_and_paging_goes_on_past_it,
     search_follows_renames_email_changes_and_deletions,
+    pages_past_a_few_matches_are_not_found,
 );
 
 const COUNT_BOUND: u64 = 10_000;
@@ -349,6 +350,53 @@ fn seed_bulk(app: &TestApp, backend: &Backend, n: u32) {
                 'bulk_' || i || '@example.com', 'x', 'Bulk', '', TRUE, FALSE, TRUE, {joined}, NULL \
          FROM n"
     ));
+}
+
+/// A search with few matches is counted and paged in one pass; a page past its matches
+/// carries no count, and must still be told apart from an empty first page.
+async fn pages_past_a_few_matches_are_not_found(backend: Backend) {
+    let app = spawn_app_with(backend.clone(), no_verification).await;
+    let staff = TestUser::create_staff(&app).await;
+    seed_bulk(&app, &backend, 30);
+    let page = |term: &str, number: u32| {
+        form_query(&[
+            ("search", term),
+            ("page_size", "10"),
+            ("page", &number.to_string()),
+        ])
+    };
+    let last = app
+        .list_users_json(&staff.access_token, &page("bulk_", 3))
+        .await;
+    assert_eq!(last["results"].as_array().map(Vec::len), Some(10));
+    assert_eq!(
+        (
+            last["count"].clone(),
+            last["count_exact"].clone(),
+            last["next"].clone()
+        ),
+        (json!(30), json!(true), Value::Null)
+    );
+    assert_eq!(last["results"][9]["username"], "bulk_1");
+    for past in [page("bulk_", 4), page("nobody-at-all", 2)] {
+        assert_problem(
+            app.list_users(&staff.access_token, &past).await,
+            404,
+            "not_found",
+        )
+        .await;
+    }
+    let none = app
+        .list_users_json(&staff.access_token, &page("nobody-at-all", 1))
+        .await;
+    assert_eq!(
+        (
+            none["count"].clone(),
+            none["count_exact"].clone(),
+            none["results"].clone()
+        ),
+        (json!(0), json!(true), json!([]))
+    );
 }
 
 async fn count_stops_at_the_bound_and_paging_goes_on_past_it(backend: Backend) {
