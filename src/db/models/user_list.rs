@@ -93,6 +93,11 @@ fn trigram_query(term: &str) -> Option<String> {
     (term.chars().count() >= 3).then(|| format!("\"{}\"", term.replace('"', "\"\"")))
 }
 
+/// Whether `filter` has a search the trigram index can serve.
+fn index_serves(filter: &UserFilter) -> bool {
+    filter.search.as_deref().and_then(trigram_query).is_some()
+}
+
 /// How the rows of a page are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plan {
@@ -237,7 +242,7 @@ pub fn few_matches_page(
     limit: i64,
     offset: i64,
 ) -> Result<Option<(i64, Vec<User>)>, DbError> {
-    if filter.search.as_deref().and_then(trigram_query).is_none() {
+    if !index_serves(filter) {
         return Ok(None);
     }
     let sqlite = matches!(conn, DbConnection::Sqlite(_));
@@ -277,23 +282,18 @@ pub fn page(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<User>, DbError> {
-    let indexed = filter.search.as_deref().and_then(trigram_query).is_some();
-    let plan = if few && indexed {
+    let plan = if few && index_serves(filter) {
         Plan::SortMatches
     } else {
         Plan::Walk
     };
     let sqlite = matches!(conn, DbConnection::Sqlite(_));
     let filtered = filtered(filter, sqlite && plan == Plan::SortMatches);
-    // A deferred join: the matches are sorted as ids only, and only the page's rows are
-    // read whole. Sorting whole rows copied every match's columns into the sorter: with
-    // 1,000 matches that was most of a page's cost (profiled on SQLite).
-    let ids: Vec<String> = ordered(filtered, order, plan)
+    Ok(ordered(filtered, order, plan)
         .limit(limit)
         .offset(offset)
-        .select(users::id)
-        .load(conn)?;
-    rows_in_order(conn, &ids)
+        .select(User::as_select())
+        .load(conn)?)
 }
 
 /// The users of `ids`, in that order (ids that no longer exist are left out).
