@@ -325,6 +325,9 @@ impl TokenService {
         } else {
             (TokenType::Access, &self.validation)
         };
+        if keyed_type == TokenType::Access {
+            self.verified.count_miss();
+        }
         if !validation.algorithms.contains(&header.alg) {
             return Err(TokenError("token algorithm is not accepted"));
         }

@@ -29,8 +29,8 @@ pub struct VerifiedCache {
     /// `None` when configured to hold nothing.
     entries: Option<Cache<Digest, Arc<Verified>>>,
     leeway: i64,
-    /// Lookups that found the token, and that did not (then it is verified in full): the
-    /// hit ratio tells whether `jwt.verified_cache_entries` holds the working set.
+    /// Lookups that found the token, and access tokens that were not found (then verified
+    /// in full): the ratio tells whether `jwt.verified_cache_entries` holds the working set.
     hits: Counter,
     misses: Counter,
 }
@@ -61,11 +61,7 @@ impl VerifiedCache {
     /// The earlier verification of `token`, if it is still within its lifetime at `now`
     /// (seconds since the epoch) under the same rules as the full check.
     pub fn get(&self, token: &str, now: i64) -> Option<Result<Arc<Verified>, TokenError>> {
-        let found = self.entries.as_ref()?.get(&key(token));
-        let Some(verified) = found else {
-            self.misses.inc();
-            return None;
-        };
+        let verified = self.entries.as_ref()?.get(&key(token))?;
         self.hits.inc();
         if verified.expires_at < now.saturating_sub(self.leeway) {
             return Some(Err(TokenError("token has expired")));
@@ -77,6 +73,14 @@ impl VerifiedCache {
             return Some(Err(TokenError("token is not valid yet")));
         }
         Some(Ok(verified))
+    }
+
+    /// Counts an access token that was not found and is being verified in full. Refresh
+    /// tokens are never held, so counting them would only hide the access tokens' ratio.
+    pub fn count_miss(&self) {
+        if self.entries.is_some() {
+            self.misses.inc();
+        }
     }
 
     /// Remembers an access token that passed the full verification. Refresh tokens are
